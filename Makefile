@@ -1,0 +1,49 @@
+# flashdiff — `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help setup lock test test-slow lint format run toy-models clean
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup:  ## create .venv, install the pinned dependency set and flashdiff (editable)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@echo "flashdiff installed in $(VENV); activate with: source $(VENV)/bin/activate"
+
+lock:  ## re-resolve requirements.in into the pinned requirements.txt (fresh venv in .venv-lock)
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q -r requirements.in
+	(echo "# Pinned, resolved dependency set installed by 'make setup' (one pip command; regenerate with 'make lock')."; \
+	 .venv-lock/bin/pip freeze --all --exclude-editable | grep -vE "^(flashdiff|pip)==") > requirements.txt
+	rm -rf .venv-lock
+
+test:  ## run the default test suite (offline; slow tests excluded)
+	$(PY) -m pytest -q
+
+test-slow:  ## run only the slow tests
+	$(PY) -m pytest -q -m slow
+
+lint:  ## ruff over src, tests and bench
+	$(VENV)/bin/ruff check src tests bench
+
+format:  ## ruff --fix and format
+	$(VENV)/bin/ruff check --fix src tests bench
+
+run:  ## the main job on the bundled toy world (python -m flashdiff)
+	$(PY) -m flashdiff
+
+toy-models:  ## retrain the bundled toy autoencoder and latent DDPM from scratch into models/toy_ldm
+	$(PY) -m flashdiff.train train=autoencoder
+	$(PY) -m flashdiff.train train=latent_ddpm
+	$(PY) -m flashdiff.train.evaluate_toy
+
+clean:  ## remove caches and run outputs (keeps .venv and models/)
+	rm -rf outputs multirun wandb .pytest_cache .ruff_cache build dist src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

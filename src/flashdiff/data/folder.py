@@ -1,0 +1,58 @@
+"""A generic image-folder dataset with an optional id-list split file, resized and centre-cropped."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import functional as TF
+
+from flashdiff.data.seeding import image_seed
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class ImageFolder(Dataset):
+    """Images under ``root`` (recursively) as ``{"x": (3, size, size) in [0,1], "index", "id", "seed"}``.
+
+    With ``split_file`` (one id per line: a file stem), only those images are used, in the file's order; every
+    listed id must exist. The id of an item is ``/<parent folder>/<stem>``, as the authors' code seeds images.
+    """
+
+    def __init__(self, root: str | Path, split_file: str | Path | None = None, size: int = 256,
+                 num_images: int | None = None, config_key: str = "dataset.root") -> None:
+        self.root, self.size = Path(root).expanduser(), size
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{config_key}={self.root}: no such folder of images")
+        files = {p.stem: p for p in sorted(self.root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES}
+        if split_file is None:
+            self.files = list(files.values())
+        else:
+            ids = [line.strip() for line in Path(split_file).read_text().splitlines() if line.strip()]
+            ids = ids[:num_images] if num_images is not None else ids
+            missing = [i for i in ids if i not in files]
+            if missing:
+                raise FileNotFoundError(
+                    f"{config_key}={self.root}: {len(missing)} of the {len(ids)} ids of {split_file} are missing "
+                    f"(first: {missing[:3]}); found {len(files)} images there")
+            self.files = [files[i] for i in ids]
+        if not self.files:
+            raise FileNotFoundError(f"{config_key}={self.root}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+        log.info("%d images from %s", len(self.files), self.root)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.files[index]
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+        img = TF.center_crop(TF.resize(img, self.size, interpolation=TF.InterpolationMode.BILINEAR), self.size)
+        x = TF.to_tensor(img).to(torch.float32)  # (3, size, size) in [0, 1]
+        image_id = f"/{path.parent.name}/{path.stem}"
+        return {"x": x, "index": index, "id": image_id, "seed": image_seed(image_id)}

@@ -1,0 +1,118 @@
+"""The bundled toy world: small RGB crops of the photos that ship inside scikit-image, scikit-learn and matplotlib.
+
+Splits are by photo, so no test crop comes from a photo seen in training:
+``train`` draws random crops (with flips) of nine photos, ``val`` is a grid of crops of ``chelsea`` and
+``test`` a grid of crops of ``coffee`` and ``grace_hopper``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from flashdiff.data.seeding import image_seed
+
+log = logging.getLogger(__name__)
+
+SPLIT_PHOTOS: dict[str, tuple[str, ...]] = {
+    "train": ("astronaut", "rocket", "hubble_deep_field", "retina", "immunohistochemistry",
+              "motorcycle_left", "motorcycle_right", "china", "flower"),
+    "val": ("chelsea",),
+    "test": ("coffee", "grace_hopper"),
+}
+MIN_CROP_STD = 0.02  # crops flatter than this (black sky, retina border) carry no structure and are skipped
+
+
+@functools.cache
+def load_photo(name: str) -> np.ndarray:
+    """One bundled photo as float32 (H, W, 3) in [0, 1]; nothing is downloaded."""
+    import skimage.data
+
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+
+        img = load_sample_image(f"{name}.jpg")
+    elif name == "grace_hopper":
+        import matplotlib.cbook
+        from PIL import Image
+
+        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+            img = np.asarray(Image.open(f).convert("RGB"))
+    elif name.startswith("motorcycle_"):
+        left, right, _ = skimage.data.stereo_motorcycle()
+        img = left if name.endswith("left") else right
+    else:
+        img = getattr(skimage.data, name)()
+    return np.ascontiguousarray(img[..., :3], dtype=np.float32) / 255.0
+
+
+def grid_crops(names: tuple[str, ...], size: int) -> list[tuple[str, int, int]]:
+    """Non-overlapping crops (photo, row, col) of the photos, flat ones left out, in a fixed shuffled order."""
+    crops = []
+    for name in names:
+        photo = load_photo(name)
+        for r in range(0, photo.shape[0] - size + 1, size):
+            for c in range(0, photo.shape[1] - size + 1, size):
+                if photo[r:r + size, c:c + size].std() >= MIN_CROP_STD:
+                    crops.append((name, r, c))
+    order = np.random.default_rng(0).permutation(len(crops))  # fixed order: the first N mix both photos
+    return [crops[k] for k in order]
+
+
+class ToyImages(Dataset):
+    """Toy-world crops as ``{"x": (3, size, size) in [0,1], "index", "id", "seed"}``.
+
+    ``train`` has ``length`` items, each a crop drawn deterministically from its index (random position and
+    flips); ``val`` and ``test`` are fixed grids of crops of held-out photos.
+    """
+
+    def __init__(self, split: str = "test", size: int = 32, length: int = 50_000) -> None:
+        if split not in SPLIT_PHOTOS:
+            raise ValueError(f"dataset.split must be one of {sorted(SPLIT_PHOTOS)}, got {split!r}")
+        if size < 8:
+            raise ValueError(f"dataset.size must be at least 8 pixels, got {size}")
+        self.split, self.size = split, size
+        if split == "train":
+            self.length = length
+            self.areas = np.array([load_photo(n).shape[0] * load_photo(n).shape[1] for n in SPLIT_PHOTOS[split]],
+                                  dtype=np.float64)
+        else:
+            self.crops = grid_crops(SPLIT_PHOTOS[split], size)
+            self.length = len(self.crops)
+        log.info("toy %s split: %d crops of %dx%d", split, self.length, size, size)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _train_crop(self, index: int) -> tuple[str, np.ndarray]:
+        """A random crop with flips, drawn from the index alone (area-weighted photo choice, flat crops redrawn)."""
+        rng = np.random.default_rng(index)
+        names = SPLIT_PHOTOS["train"]
+        for _ in range(20):
+            name = names[rng.choice(len(names), p=self.areas / self.areas.sum())]
+            photo = load_photo(name)
+            r = rng.integers(0, photo.shape[0] - self.size + 1)
+            c = rng.integers(0, photo.shape[1] - self.size + 1)
+            crop = photo[r:r + self.size, c:c + self.size]
+            if crop.std() >= MIN_CROP_STD:
+                break
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        if rng.random() < 0.5:
+            crop = crop[::-1]
+        return f"toy/train/{index}", crop
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        if self.split == "train":
+            image_id, crop = self._train_crop(index)
+        else:
+            name, r, c = self.crops[index]
+            image_id, crop = f"toy/{name}/r{r:04d}c{c:04d}", load_photo(name)[r:r + self.size, c:c + self.size]
+        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)  # (3, size, size)
+        return {"x": x, "index": index, "id": image_id, "seed": image_seed(image_id)}

@@ -1,0 +1,7 @@
+"""Latent-diffusion plumbing: the model wrapper, the LDM schedule and pure step helpers."""
+
+from flashdiff.diffusion.hub import ModelNotFoundError, resolve_model_path
+from flashdiff.diffusion.model import LatentDiffusion
+from flashdiff.diffusion.schedule import Schedule, ldm_scheduler
+
+__all__ = ["LatentDiffusion", "ModelNotFoundError", "Schedule", "ldm_scheduler", "resolve_model_path"]

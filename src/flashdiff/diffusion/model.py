@@ -1,0 +1,97 @@
+"""A thin latent-diffusion wrapper: autoencoder ``E0``/``D0`` with an explicit scale factor, ε-prediction UNet."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from diffusers import AutoencoderKL, UNet2DModel, VQModel
+from torch import Tensor, nn
+
+from flashdiff.diffusion.schedule import Schedule
+
+log = logging.getLogger(__name__)
+
+AUTOENCODERS = {"AutoencoderKL": AutoencoderKL, "VQModel": VQModel}
+
+
+class LatentDiffusion(nn.Module):
+    """``z = scale * E0(2x - 1)``, ``x = (D0(z / scale) + 1) / 2`` and ``eps_theta(z_i, i)``; images in [0, 1].
+
+    The models see [-1, 1] (METHOD.md §1); callers pass and receive [0, 1] images. ``scale_factor`` is always
+    explicit: the paper's VQ-f4 LDMs use 1.0, never diffusers' 0.18215 default.
+    """
+
+    def __init__(self, autoencoder: AutoencoderKL | VQModel, unet: UNet2DModel | None, scale_factor: float,
+                 schedule: Schedule | None = None) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+        self.unet = unet
+        self.scale_factor = float(scale_factor)
+        self.schedule = schedule if schedule is not None else Schedule.ldm()
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of one latent."""
+        ae = self.autoencoder
+        f = 2 ** (len(ae.config.block_out_channels) - 1)
+        c = ae.config.latent_channels
+        return c, ae.config.sample_size // f, ae.config.sample_size // f
+
+    def encode(self, x: Tensor) -> Tensor:
+        """``z0 = E0(x)``: (B, 3, H, W) in [0,1] -> (B, C, h, w); the KL posterior mean, or VQ's unquantised latent."""
+        h = 2.0 * x - 1.0
+        if isinstance(self.autoencoder, VQModel):
+            z = self.autoencoder.encode(h).latents
+        else:
+            z = self.autoencoder.encode(h).latent_dist.mode()
+        return z * self.scale_factor
+
+    def decode(self, z: Tensor) -> Tensor:
+        """``x = D0(z)``: (B, C, h, w) -> (B, 3, H, W) in [0,1] (unclipped; VQ decoding quantises, straight-through)."""
+        return (self.autoencoder.decode(z / self.scale_factor).sample + 1.0) / 2.0
+
+    def eps(self, z_i: Tensor, i: Tensor) -> Tensor:
+        """``eps_theta(z_i, i)`` for per-sample steps ``i`` (B,); (B, C, h, w) -> (B, C, h, w)."""
+        if self.unet is None:
+            raise RuntimeError("this LatentDiffusion has no score model (unet); load one with model.unet_subfolder")
+        return self.unet(z_i, i.to(z_i.device)).sample
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, autoencoder_subfolder: str = "vae",
+                        unet_subfolder: str | None = "unet", scale_factor: float | None = None,
+                        autoencoder_class: str | None = None) -> LatentDiffusion:
+        """Load any folder (or hub id) written by ``save_pretrained``: ``<path>/<autoencoder_subfolder>`` (+ unet).
+
+        ``scale_factor=None`` reads ``scaling_factor`` from the autoencoder's own config.json and refuses to fall
+        back on diffusers' default.
+        """
+        from flashdiff.diffusion.hub import resolve_model_path
+
+        root = resolve_model_path(str(path), [autoencoder_subfolder] + ([unet_subfolder] if unet_subfolder else []))
+        ae_dir = root / autoencoder_subfolder
+        ae_config = json.loads((ae_dir / "config.json").read_text())
+        cls_name = autoencoder_class or ae_config.get("_class_name", "AutoencoderKL")
+        if cls_name not in AUTOENCODERS:
+            raise ValueError(f"model.autoencoder_class must be one of {sorted(AUTOENCODERS)}, got {cls_name!r}")
+        if scale_factor is None:
+            if "scaling_factor" not in ae_config:
+                raise ValueError(f"{ae_dir / 'config.json'} has no scaling_factor: set model.scale_factor explicitly "
+                                 "(1.0 for the paper's VQ-f4 LDMs)")
+            scale_factor = ae_config["scaling_factor"]
+        autoencoder = AUTOENCODERS[cls_name].from_pretrained(ae_dir)
+        unet = UNet2DModel.from_pretrained(root / unet_subfolder) if unet_subfolder else None
+        model = cls(autoencoder, unet, scale_factor)
+        model.requires_grad_(False).eval()
+        log.info("loaded %s (%s, scale %.4f) from %s", cls_name, "with unet" if unet else "no unet", scale_factor,
+                 root)
+        return model
+
+    def save_pretrained(self, path: str | Path, *, autoencoder_subfolder: str = "vae") -> None:
+        """Write ``<path>/<autoencoder_subfolder>`` and ``<path>/unet`` (safetensors); scale factor in the AE config."""
+        path = Path(path)
+        self.autoencoder.register_to_config(scaling_factor=self.scale_factor)
+        self.autoencoder.save_pretrained(path / autoencoder_subfolder, safe_serialization=True)
+        if self.unet is not None:
+            self.unet.save_pretrained(path / "unet", safe_serialization=True)

@@ -1,0 +1,62 @@
+"""Run records written atomically: ``samples.csv`` (one row per image) and ``summary.json``; runs resume from them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+SAMPLE_COLUMNS = ("index", "image_id", "severity", "sigma2_hat", "t_start", "nfe", "psnr", "ssim", "lpips", "seconds")
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_samples(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a ``samples.csv`` (empty when the file does not exist yet)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != SAMPLE_COLUMNS:
+            raise ValueError(f"{path} has columns {reader.fieldnames}, expected {list(SAMPLE_COLUMNS)}; "
+                             "write this run into a new directory (hydra.run.dir=...)")
+        return list(reader)
+
+
+def _cell(value: Any) -> str:
+    """CSV text of a value: empty for None/NaN, 6 significant digits for floats."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def append_samples(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Add rows to ``samples.csv`` (rewritten atomically, sorted by index); unknown keys are an error."""
+    existing = read_samples(path)
+    new = [{k: _cell(row.get(k)) for k in SAMPLE_COLUMNS} for row in rows]
+    for row in new:
+        if missing := set(SAMPLE_COLUMNS) - set(row):
+            raise KeyError(f"sample row lacks {missing}")
+    merged = sorted(existing + new, key=lambda r: int(r["index"]))
+    lines = [",".join(SAMPLE_COLUMNS)] + [",".join(r[k] for k in SAMPLE_COLUMNS) for r in merged]
+    write_atomic(path, "\n".join(lines) + "\n")
+
+
+def write_summary(path: str | Path, summary: dict[str, Any]) -> None:
+    """``summary.json``, atomically; NaN becomes null."""
+    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
+    write_atomic(path, json.dumps(clean, indent=2, sort_keys=False) + "\n")

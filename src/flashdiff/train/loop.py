@@ -1,0 +1,140 @@
+"""One training loop for every model of the project: accelerate, cosine LR, EMA, progress bar, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass
+class LoopSettings:
+    """Optimisation settings shared by every training command (``train.loop.*``)."""
+
+    steps: int = 1000
+    batch_size: int = 32  # global batch, split across processes
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    ema_decay: float | None = None
+    grad_clip: float = 1.0
+    checkpoint_every: int = 200
+    log_every: int = 20
+    seed: int = 0
+    resume: bool = True
+    num_workers: int = 0
+
+
+def _batches(loader: DataLoader) -> Iterator[dict[str, Any]]:
+    """Cycle over the loader forever (a new shuffle per epoch)."""
+    while True:
+        yield from loader
+
+
+def _save_checkpoint(ckpt: Path, step: int, seconds: float, model: nn.Module, ema: EMAModel | None, optimizer,
+                     scheduler) -> None:
+    """Weights as safetensors, optimiser/scheduler state as a plain tensor dict, written atomically."""
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    if ema is not None:
+        save_file({f"p{k}": p.contiguous() for k, p in enumerate(ema.shadow_params)}, tmp / "ema.safetensors")
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "seconds": seconds}))
+    if ckpt.exists():
+        for f in ckpt.iterdir():
+            f.unlink()
+        ckpt.rmdir()
+    os.replace(tmp, ckpt)
+
+
+def _load_checkpoint(ckpt: Path, model: nn.Module, ema: EMAModel | None, optimizer, scheduler) -> tuple[int, float]:
+    """Restore a checkpoint written by ``_save_checkpoint``; returns its step and training seconds so far."""
+    model.load_state_dict(load_file(ckpt / "model.safetensors"))
+    if ema is not None and (ckpt / "ema.safetensors").exists():
+        shadow = load_file(ckpt / "ema.safetensors")
+        ema.shadow_params = [shadow[f"p{k}"] for k in range(len(shadow))]
+    state = torch.load(ckpt / "optimizer.pt", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    state = json.loads((ckpt / "state.json").read_text())
+    return state["step"], state.get("seconds", 0.0)
+
+
+def fit(model: nn.Module, dataset: Dataset, settings: LoopSettings, workdir: str | Path, *, run: Any = None,
+        desc: str = "train") -> nn.Module:
+    """Train ``model`` (``model(batch) -> {"loss": ..., other terms}``) for ``settings.steps`` steps.
+
+    Returns the unwrapped model, with its EMA weights when ``ema_decay`` is set.
+    Checkpoints go to ``workdir/checkpoint`` every ``checkpoint_every`` steps (``state.json``: the step and the
+    training seconds so far); with ``resume`` a rerun continues from there. Works under ``accelerate launch``
+    (data parallel) and as a plain single process.
+    """
+    accelerator = Accelerator()
+    set_seed(settings.seed)
+    per_process = max(1, settings.batch_size // accelerator.num_processes)
+    loader = DataLoader(dataset, batch_size=per_process, shuffle=True, drop_last=True,
+                        num_workers=settings.num_workers, generator=torch.Generator().manual_seed(settings.seed))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, settings.warmup_steps, settings.steps)
+    ema = EMAModel(trainable, decay=settings.ema_decay) if settings.ema_decay else None
+    ckpt = Path(workdir) / "checkpoint"
+    start, seconds = 0, 0.0
+    if settings.resume and (ckpt / "state.json").exists():
+        start, seconds = _load_checkpoint(ckpt, model, ema, optimizer, scheduler)
+        log.info("resumed %s from %s at step %d", desc, ckpt, start)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if ema is not None:
+        ema.to(accelerator.device)
+    batches = _batches(loader)
+    bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=desc,
+               disable=not accelerator.is_main_process, dynamic_ncols=True)
+    tic = time.perf_counter()
+    for step in bar:
+        model.train()
+        losses: dict[str, Tensor] = model(next(batches))
+        accelerator.backward(losses["loss"])
+        if settings.grad_clip:
+            accelerator.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(trainable)
+        if not math.isfinite(losses["loss"].item()):
+            raise FloatingPointError(f"{desc}: loss is {losses['loss'].item()} at step {step}; lower train.loop.lr")
+        if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
+            scalars = {f"{desc}/{k}": v.item() for k, v in losses.items()} | {f"{desc}/lr": scheduler.get_last_lr()[0]}
+            bar.set_postfix(loss=f"{losses['loss'].item():.4g}")
+            if run is not None and accelerator.is_main_process:
+                run.log(scalars, step=step + 1)
+        if accelerator.is_main_process and ((step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps):
+            _save_checkpoint(ckpt, step + 1, seconds + time.perf_counter() - tic, accelerator.unwrap_model(model), ema,
+                             optimizer, scheduler)
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(model)
+    if ema is not None:
+        ema.copy_to(trainable)
+    model.eval()
+    log.info("%s finished %d steps (%s)", desc, settings.steps, json.dumps(asdict(settings)))
+    return model

@@ -1,0 +1,35 @@
+"""Small shared types: the operator and latent-model interfaces and the solver output. No logic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+Params = dict[str, Tensor]
+"""Per-sample degradation parameters; always holds ``"severity"`` of shape ``(B,)`` in [0, 1]."""
+
+
+class Operator(Protocol):
+    """``y = A(x) + n`` on images in [0, 1], batched with per-sample parameters."""
+
+    noise_std: float
+
+    def draw(self, seeds: Tensor | None, shape: tuple[int, ...], *, train: bool = False,
+             generator: torch.Generator | None = None) -> Params: ...
+
+    def A(self, x: Tensor, params: Params) -> Tensor: ...
+
+    def A_adjoint(self, y: Tensor, params: Params) -> Tensor: ...
+
+    def measure(self, x: Tensor, params: Params, seeds: Tensor | None = None) -> Tensor: ...
+
+
+@dataclass
+class SolverOutput:
+    """Latents a solver returns and the reverse steps each sample actually ran."""
+
+    latents: Tensor  # (B, C, h, w)
+    nfe: Tensor  # (B,) int64

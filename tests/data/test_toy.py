@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from flashdiff.data import ImageFolder, ToyImages, image_seed
+from flashdiff.data.toy import SPLIT_PHOTOS
+
+
+def test_splits_use_disjoint_photos():
+    train, val, test = (set(SPLIT_PHOTOS[s]) for s in ("train", "val", "test"))
+    assert not (train & val) and not (train & test) and not (val & test)
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_grid_splits_are_fixed_and_unique(split):
+    a, b = ToyImages(split), ToyImages(split)
+    assert len(a) == len(b) and [a[k]["id"] for k in range(len(a))] == [b[k]["id"] for k in range(len(b))]
+    ids = [a[k]["id"] for k in range(len(a))]
+    assert len(set(ids)) == len(ids)
+    item = a[3]
+    assert item["x"].shape == (3, 32, 32) and item["x"].dtype == torch.float32
+    assert item["x"].min() >= 0.0 and item["x"].max() <= 1.0
+    assert item["index"] == 3 and item["seed"] == image_seed(item["id"])
+
+
+def test_test_split_is_large_enough_and_mixes_photos():
+    test = ToyImages("test")
+    assert len(test) >= 64
+    first = {test[k]["id"].split("/")[1] for k in range(32)}
+    assert first == {"coffee", "grace_hopper"}
+    assert all(test[k]["x"].std() >= 0.02 for k in range(32))
+
+
+def test_train_items_are_deterministic_per_index_and_vary():
+    a, b = ToyImages("train", length=100), ToyImages("train", length=100)
+    assert torch.equal(a[7]["x"], b[7]["x"])
+    assert not torch.equal(a[7]["x"], a[8]["x"])
+    with pytest.raises(IndexError):
+        a[100]
+
+
+def test_other_crop_size():
+    assert ToyImages("val", size=64)[0]["x"].shape == (3, 64, 64)
+    with pytest.raises(ValueError, match="dataset.split"):
+        ToyImages("nope")
+
+
+def test_image_seed_matches_reference_str2int():
+    s = "/00064/img00064290"
+    assert image_seed(s) == int.from_bytes(s.encode(), "little") % (2**32 - 1)
+
+
+def _write_images(folder, names, size=(40, 60)):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(names):
+        Image.new("RGB", size, color=(10 * k, 100, 200)).save(folder / f"{name}.png")
+
+
+def test_image_folder_with_split_file(tmp_path):
+    _write_images(tmp_path / "imgs" / "00000", ["a", "b", "c"])
+    split = tmp_path / "split.txt"
+    split.write_text("c\na\n")
+    ds = ImageFolder(tmp_path / "imgs", split_file=split, size=16)
+    assert len(ds) == 2
+    item = ds[0]
+    assert item["id"] == "/00000/c" and item["x"].shape == (3, 16, 16)
+    assert abs(item["x"][0].mean().item() - 20 / 255) < 1e-3  # colour of image "c", centre-cropped
+    assert len(ImageFolder(tmp_path / "imgs", size=16)) == 3
+
+
+def test_image_folder_errors_name_the_key_and_counts(tmp_path):
+    _write_images(tmp_path / "imgs", ["a"])
+    split = tmp_path / "split.txt"
+    split.write_text("a\nzz\n")
+    with pytest.raises(FileNotFoundError, match=r"dataset.root=.*1 of the 2 ids.*found 1 images"):
+        ImageFolder(tmp_path / "imgs", split_file=split)
+    with pytest.raises(FileNotFoundError, match="dataset.root"):
+        ImageFolder(tmp_path / "missing")
