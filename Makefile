@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup lock test test-slow lint format run toy-models clean
+.PHONY: help setup lock test test-slow lint format run demo bench toy-models clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,9 +39,19 @@ format:  ## ruff --fix and format
 run:  ## the main job on the bundled toy world (python -m flashdiff)
 	$(PY) -m flashdiff
 
+DEMO_DIR ?= outputs/demo
+demo:  ## baseline Latent-DPS (N=1000), Flash(Latent-DPS) and AE on the same toy test images, side by side
+	$(PY) -m flashdiff -m +experiment=toy_varblur adapter=none,flash,ae hydra.sweep.dir=$(DEMO_DIR)
+	$(PY) -m flashdiff.report $(DEMO_DIR)
+
+bench:  ## the Flash-vs-baseline benchmark on a fixed toy subset (appends to bench/results/)
+	$(PY) bench/flash_vs_baseline.py
+
 toy-models:  ## retrain the bundled toy autoencoder and latent DDPM from scratch into models/toy_ldm
 	$(PY) -m flashdiff.train train=autoencoder
 	$(PY) -m flashdiff.train train=latent_ddpm
+	$(PY) -m flashdiff.train train=severity_blur
+	$(PY) -m flashdiff.train train=severity_inpaint
 	$(PY) -m flashdiff.train.evaluate_toy
 
 clean:  ## remove caches and run outputs (keeps .venv and models/)

@@ -31,9 +31,41 @@ def build_tiny_ldm(image_size: int = 32):
     return LatentDiffusion(ae, unet, scale_factor=1.5)
 
 
+class AnalyticLDM(torch.nn.Module):
+    """Identity autoencoder (z = 2x - 1) with a Gaussian latent prior z0 ~ N(mu, s^2 I): exact eps is known."""
+
+    def __init__(self, mu: float = 0.2, s: float = 0.5, shape: tuple[int, int, int] = (3, 8, 8)) -> None:
+        from flashdiff.diffusion import Schedule
+
+        super().__init__()
+        self.mu, self.s, self.latent_shape, self.schedule = mu, s, shape, Schedule.ldm()
+        self.eps_rows = 0  # score-model rows evaluated
+
+    def encode(self, x):
+        return 2.0 * x - 1.0
+
+    def decode(self, z):
+        return (z + 1.0) / 2.0
+
+    def eps(self, z_i, i):
+        self.eps_rows += z_i.shape[0]
+        a, b = self.schedule.a(i).view(-1, 1, 1, 1), self.schedule.b(i).view(-1, 1, 1, 1)
+        return b * (z_i - a * self.mu) / (a**2 * self.s**2 + b**2)  # E[eps | z_i]
+
+
 @pytest.fixture(scope="session")
 def tiny_ldm_dir(tmp_path_factory) -> Path:
     """A model folder (vae/, unet/) written by save_pretrained, loadable with model.path=<it>."""
     path = tmp_path_factory.mktemp("tiny_ldm")
     build_tiny_ldm().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> Path:
+    """A severity encoder folder initialised from the tiny LDM (untrained), loadable as severity_encoder=<it>."""
+    from flashdiff.severity import SeverityEncoder
+
+    path = tmp_path_factory.mktemp("tiny_encoder")
+    SeverityEncoder.from_latent_diffusion(build_tiny_ldm()).save_pretrained(path)
     return path

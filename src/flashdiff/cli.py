@@ -54,19 +54,27 @@ def train(cfg: DictConfig) -> None:
 
     from flashdiff.train.commands import train_autoencoder, train_latent_ddpm
     from flashdiff.train.loop import LoopSettings
+    from flashdiff.train.severity import train_severity_encoder
 
     settings = LoopSettings(**OmegaConf.to_container(cfg.train.loop, resolve=True))
-    arch = OmegaConf.to_container(cfg.train.arch, resolve=True)
-    train_set = instantiate(cfg.dataset)
+    arch = OmegaConf.to_container(cfg.train.arch, resolve=True) if "arch" in cfg.train else {}
+    train_set, val_set = instantiate(cfg.dataset), instantiate(cfg.dataset, split="val")
+    out, workdir = cfg.train.output_dir, cfg.train.workdir
     run = _start_logger(cfg, f"train-{cfg.train.name}")
     try:
         if cfg.train.name == "autoencoder":
-            val_set = instantiate(cfg.dataset, split="val")
-            train_autoencoder(arch, cfg.train.kl_weight, settings, train_set, val_set, cfg.train.output_dir,
-                              cfg.train.workdir, run)
+            train_autoencoder(arch, cfg.train.kl_weight, settings, train_set, val_set, out, workdir, run)
         elif cfg.train.name == "latent_ddpm":
             ldm = instantiate(cfg.model, unet_subfolder=None)
-            train_latent_ddpm(arch, settings, ldm, train_set, cfg.train.output_dir, cfg.train.workdir, run)
+            train_latent_ddpm(arch, settings, ldm, train_set, out, workdir, run)
+        elif cfg.train.name == "severity":
+            ldm = instantiate(cfg.model, unet_subfolder=None)
+            train_severity_encoder(ldm, instantiate(cfg.train.operator), settings, train_set, val_set, out, workdir,
+                                   lambda_sigma=cfg.train.lambda_sigma, lambda_im=cfg.train.lambda_im,
+                                   head_lr_mult=cfg.train.head_lr_mult, detach_target=cfg.train.detach_target,
+                                   head_context=cfg.train.head_context, run=run,
+                                   test_set=instantiate(cfg.dataset, split="test"),
+                                   max_val_images=cfg.train.max_val_images)
         else:
             raise ValueError(f"train={cfg.train.name}: unknown training command (see conf/train/)")
     finally:

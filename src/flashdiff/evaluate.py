@@ -17,9 +17,9 @@ from tqdm.auto import tqdm
 
 from flashdiff.data.seeding import generators as sample_generators
 from flashdiff.data.seeding import measurement_seed
-from flashdiff.diffusion.steps import sampling_grid
 from flashdiff.metrics import psnr, ssim
 from flashdiff.records import append_samples, read_samples, write_summary
+from flashdiff.types import Params, SolverOutput, Start
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,15 @@ SOLVER_NOISE_SALT = 0x51ED  # the solver's per-sample noise is seeded apart from
 def _grid_image(path: Path, x: torch.Tensor, y: torch.Tensor, x_hat: torch.Tensor, n: int = 8) -> None:
     """``grid.png``: rows clean | measurement | reconstruction for the first ``n`` images."""
     save_image(torch.cat([x[:n], y[:n].clamp(0, 1), x_hat[:n]]), path, nrow=min(n, x.shape[0]), padding=1)
+
+
+def _rows(batch: dict, params: Params, begin: Start, result: SolverOutput, p: torch.Tensor, s: torch.Tensor,
+          seconds: float) -> list[dict[str, Any]]:
+    """One ``samples.csv`` row per image of a batch."""
+    sigma2 = [None] * len(p) if begin.sigma2_hat is None else begin.sigma2_hat.tolist()
+    return [{"index": int(batch["index"][b]), "image_id": batch["id"][b], "severity": float(params["severity"][b]),
+             "sigma2_hat": sigma2[b], "t_start": begin.t_start[b], "nfe": int(result.nfe[b]), "psnr": float(p[b]),
+             "ssim": float(s[b]), "lpips": None, "seconds": seconds} for b in range(len(p))]
 
 
 @torch.no_grad()
@@ -45,46 +54,53 @@ def evaluate(cfg: DictConfig, device: torch.device, run: Any = None) -> dict[str
     op = instantiate(cfg.operator).to(device)
     model = instantiate(cfg.model).to(device)
     solver, adapter = instantiate(cfg.solver), instantiate(cfg.adapter)
+    for part in adapter.keywords.values():  # the severity encoder, where the adapter has one
+        if isinstance(part, torch.nn.Module):
+            part.to(device).eval()
     num_steps = int(cfg.solver.num_steps)
-    grid = sampling_grid(model.schedule.num_steps, num_steps)  # descending training steps the solver visits
     loader = DataLoader(Subset(dataset, todo), batch_size=int(cfg.batch_size), shuffle=False)
     first_batch = not (out / "grid.png").exists()
-    for batch in tqdm(loader, desc=f"{cfg.adapter._target_.rsplit('.', 1)[-1]}+"
-                                   f"{cfg.solver._target_.rsplit('.', 1)[-1]}", unit="batch"):
+    bar = tqdm(total=len(todo), desc=_method_name(cfg), unit="img", dynamic_ncols=True)
+    for batch in loader:
         x = batch["x"].to(device)  # (B, 3, H, W)
         seeds = torch.tensor([measurement_seed(int(s), int(cfg.seed)) for s in batch["seed"]])
         params = op.draw(seeds, tuple(x.shape))
         y = op.measure(x, params, seeds)
         started = time.perf_counter()
         generators = sample_generators(seeds.tolist(), SOLVER_NOISE_SALT)
-        z_start, start = adapter(model, y, num_steps, generators)
-        result = solver(model, op, y, z_start, start, generators=generators)
+        begin = adapter(model, y, num_steps, generators)
+        result = solver(model, op, y, params, begin.latents, begin.steps, generators=generators)
         x_hat = model.decode(result.latents).clamp(0, 1)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         seconds = (time.perf_counter() - started) / x.shape[0]
-        p, s = psnr(x_hat, x), ssim(x_hat, x)
+        bar.update(x.shape[0])
+        bar.set_postfix(nfe=f"{result.nfe.float().mean():.0f}")
         for b in range(x.shape[0]):
             save_image(x_hat[b], out / "images" / f"{int(batch['index'][b]):05d}.png")
-        # t_start: the training step of the first reverse step a sample runs (none when it runs none)
-        t_start = [int(grid[num_steps - int(k)]) if k > 0 else None for k in start]
-        append_samples(out / "samples.csv", [
-            {"index": int(batch["index"][b]), "image_id": batch["id"][b], "severity": float(params["severity"][b]),
-             "sigma2_hat": None, "t_start": t_start[b], "nfe": int(result.nfe[b]), "psnr": float(p[b]),
-             "ssim": float(s[b]), "lpips": None, "seconds": seconds} for b in range(x.shape[0])])
+        append_samples(out / "samples.csv", _rows(batch, params, begin, result, psnr(x_hat, x), ssim(x_hat, x),
+                                                  seconds))
         if first_batch:
             _grid_image(out / "grid.png", x.cpu(), y.cpu(), x_hat.cpu())
             first_batch = False
+    bar.close()
     return summarise(cfg, out, run)
+
+
+def _method_name(cfg: DictConfig) -> str:
+    """``adapter(solver)``, e.g. ``flash(latent_dps)``."""
+    name = lambda key: cfg[key]._target_.rsplit(".", 1)[-1]  # noqa: E731
+    return f"{name('adapter')}({name('solver')})"
 
 
 def summarise(cfg: DictConfig, out: Path, run: Any = None) -> dict[str, Any]:
     """``summary.json`` from ``samples.csv`` (never from memory), also sent to the logger."""
     rows = read_samples(out / "samples.csv")
     mean = lambda key: sum(float(r[key]) for r in rows) / len(rows) if rows else float("nan")  # noqa: E731
-    name = lambda key: cfg[key]._target_.rsplit(".", 1)[-1]  # noqa: E731
+    choices = HydraConfig.get().runtime.choices
     summary = {
-        "method": f"{name('adapter')}({name('solver')})", "solver": name("solver"), "adapter": name("adapter"),
-        "operator": HydraConfig.get().runtime.choices.get("operator"),
-        "dataset": HydraConfig.get().runtime.choices.get("dataset"), "n_images": len(rows),
+        "method": _method_name(cfg), "solver": choices.get("solver"), "adapter": choices.get("adapter"),
+        "operator": choices.get("operator"), "dataset": choices.get("dataset"), "n_images": len(rows),
         "psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": None, "fid": None, "nfe_mean": mean("nfe"),
         "seconds_per_image": mean("seconds"),
         "unavailable": {"lpips": "not computed yet: LPIPS arrives with the evaluation issue",
@@ -95,5 +111,17 @@ def summarise(cfg: DictConfig, out: Path, run: Any = None) -> dict[str, Any]:
     log.info("%s on %d images: PSNR %.2f dB, SSIM %.3f, mean NFE %.1f, %.3f s/image -> %s", summary["method"],
              len(rows), summary["psnr"], summary["ssim"], summary["nfe_mean"], summary["seconds_per_image"], out)
     if run is not None:
-        run.log({k: v for k, v in summary.items() if isinstance(v, int | float)})
+        run.log({k: v for k, v in summary.items() if isinstance(v, int | float)} | {"samples": _wandb_table(rows, out)})
     return summary
+
+
+def _wandb_table(rows: list[dict[str, str]], out: Path) -> Any:
+    """The per-image rows as a wandb Table, with each reconstruction as a thumbnail."""
+    import wandb
+
+    columns = [*rows[0].keys(), "reconstruction"] if rows else []
+    table = wandb.Table(columns=columns)
+    for r in rows:
+        image = out / "images" / f"{int(r['index']):05d}.png"
+        table.add_data(*r.values(), wandb.Image(str(image)) if image.exists() else None)
+    return table

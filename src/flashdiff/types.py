@@ -33,3 +33,13 @@ class SolverOutput:
 
     latents: Tensor  # (B, C, h, w)
     nfe: Tensor  # (B,) int64
+
+
+@dataclass
+class Start:
+    """Where each sample's reverse process starts: an adapter's output."""
+
+    latents: Tensor  # (B, C, h, w), z_start
+    steps: Tensor  # (B,) int64, reverse steps to run on the solver's grid (0 = none: latents are the result)
+    t_start: list[int | None]  # training step (0..T-1) of z_start's noise level; None where no diffusion runs
+    sigma2_hat: Tensor | None = None  # (B,) predicted severity, where an encoder gave one

@@ -42,7 +42,7 @@ def test_reconstruction_run_writes_the_record_contract_and_resumes(tmp_path, tin
     assert list(rows[0]) == ["index", "image_id", "severity", "sigma2_hat", "t_start", "nfe", "psnr", "ssim",
                              "lpips", "seconds"]
     assert [r["index"] for r in rows] == ["0", "1", "2", "3"]
-    assert {r["nfe"] for r in rows} == {"4"} and {r["t_start"] for r in rows} == {"751"}
+    assert {r["nfe"] for r in rows} == {"4"} and {r["t_start"] for r in rows} == {"999"}  # pure noise: the top
     assert all(0 <= float(r["severity"]) <= 1 and float(r["psnr"]) > 0 and r["lpips"] == "" for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     for key in ("method", "solver", "adapter", "operator", "dataset", "n_images", "psnr", "ssim", "lpips", "fid",
@@ -60,8 +60,24 @@ def test_reconstruction_run_writes_the_record_contract_and_resumes(tmp_path, tin
     assert after.startswith(before.rstrip("\n").rsplit("\n", 1)[0]) and len(_rows(out / "samples.csv")) == 6
 
 
-def test_same_image_and_seed_give_the_same_measurement_in_any_batch(tmp_path, tiny_ldm_dir):
-    ae = ["adapter=ae", f"model.path={tiny_ldm_dir}", "logger=disabled", "num_images=5"]
+def test_flash_latent_dps_smoke_run(tmp_path, tiny_ldm_dir, tiny_encoder_dir):
+    out = tmp_path / "run"
+    run_cli("num_images=4", "batch_size=4", "adapter=flash", "adapter.c=1.2", "solver=latent_dps",
+            "solver.num_steps=10", "solver.delta=1.0", "solver.eta=0.5", f"model.path={tiny_ldm_dir}",
+            f"severity_encoder={tiny_encoder_dir}", f"hydra.run.dir={out}", "logger=offline", cwd=tmp_path)
+    rows = _rows(out / "samples.csv")
+    assert len(rows) == 4 and all(float(r["sigma2_hat"]) >= 0 for r in rows)
+    grid = [901 - 100 * k for k in range(10)]  # the DDIM-10 grid, descending
+    for r in rows:  # a start matched at grid[k] runs the 9 - k steps below it
+        nfe = int(r["nfe"])
+        assert 0 <= nfe <= 9 and (r["t_start"] == "" if nfe == 0 else int(r["t_start"]) == grid[9 - nfe])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "flash(latent_dps)" and summary["solver"] == "latent_dps"
+
+
+def test_same_image_and_seed_give_the_same_measurement_in_any_batch(tmp_path, tiny_ldm_dir, tiny_encoder_dir):
+    ae = ["adapter=ae", f"model.path={tiny_ldm_dir}", f"severity_encoder={tiny_encoder_dir}", "logger=disabled",
+          "num_images=5"]
     run_cli("batch_size=5", f"hydra.run.dir={tmp_path / 'a'}", *ae, cwd=tmp_path)
     run_cli("batch_size=2", f"hydra.run.dir={tmp_path / 'b'}", *ae, cwd=tmp_path)
     a, b = _rows(tmp_path / "a/samples.csv"), _rows(tmp_path / "b/samples.csv")
@@ -73,6 +89,10 @@ def test_same_image_and_seed_give_the_same_measurement_in_any_batch(tmp_path, ti
 def test_bad_input_gets_a_clear_error(tmp_path):
     proc = run_cli("model.path=/nonexistent/ldm", "logger=disabled", f"hydra.run.dir={tmp_path}", check=False)
     assert proc.returncode != 0 and "model.path=/nonexistent/ldm" in proc.stderr
+    proc = run_cli("adapter=flash", "severity_encoder=/nonexistent/enc", "logger=disabled",
+                   f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode != 0 and "severity_encoder=/nonexistent/enc" in proc.stderr
+    assert "python -m flashdiff.train train=severity_blur" in proc.stderr
 
 
 @pytest.mark.slow

@@ -75,12 +75,12 @@ def test_start_out_of_range_is_an_error():
 def test_solvers_run_from_mixed_starts():
     model = GaussianPrior()
     z = torch.randn(2, 1, 2, 2)
-    out = ddim(model, None, None, z, torch.tensor([20, 0]), generators=sample_generators([1, 2]), num_steps=20)
+    out = ddim(model, None, None, None, z, torch.tensor([20, 0]), generators=sample_generators([1, 2]), num_steps=20)
     assert out.nfe.tolist() == [20, 0]
     torch.testing.assert_close(out.latents[1], z[1])
     # deterministic DDIM from pure noise lands near the prior's support
     assert abs(out.latents[0].mean().item() - MU) < 3 * S
     with pytest.raises(ValueError, match="solver.num_steps=100"):
-        ddpm(model, None, None, z, torch.tensor([1, 1]), generators=sample_generators([1, 2]), num_steps=100)
-    out = ddpm(model, None, None, z, torch.tensor([5, 1]), generators=sample_generators([1, 2]))
+        ddpm(model, None, None, None, z, torch.tensor([1, 1]), generators=sample_generators([1, 2]), num_steps=100)
+    out = ddpm(model, None, None, None, z, torch.tensor([5, 1]), generators=sample_generators([1, 2]))
     assert out.nfe.tolist() == [5, 1]

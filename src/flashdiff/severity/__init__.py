@@ -1,5 +1,6 @@
-"""Where the reverse process starts: the start-time policies (adapters)."""
+"""The severity encoder and the start-time policies (adapters) built on it."""
 
-from flashdiff.severity.start import ae, none
+from flashdiff.severity.encoder import SeverityEncoder
+from flashdiff.severity.start import ae, fixed, flash, noise_correction, none
 
-__all__ = ["ae", "none"]
+__all__ = ["SeverityEncoder", "ae", "fixed", "flash", "none", "noise_correction"]

@@ -1,7 +1,9 @@
-"""Start-time policies (``conf/adapter``): each maps a measurement to a start latent and a per-sample start.
+"""Start-time policies (``conf/adapter``): where and from what latent each sample's reverse process starts.
 
-An adapter is ``adapter(model, y, num_steps, generators) -> (z_start (B, C, h, w), start (B,))``, where ``start``
-counts the reverse steps the sample runs on the solver's ``num_steps`` grid (0 = no diffusion, NFE 0).
+An adapter is ``adapter(model, y, num_steps, generators) -> Start``. Convention (the authors' code, METHOD.md §3):
+a start latent at the noise level of grid position k runs the ``num_steps - 1 - k`` grid steps below it, so a
+DDPM start matched to step i costs i NFE, and a match at the cleanest step costs none (the result is ẑ itself).
+Pure noise sits above the grid: the baseline runs all ``num_steps``.
 """
 
 from __future__ import annotations
@@ -9,23 +11,71 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from flashdiff.diffusion.model import LatentDiffusion
 from flashdiff.diffusion.sampling import randn_rows
+from flashdiff.diffusion.steps import sampling_grid, snr_match
+from flashdiff.types import Start
 
 
-def none(model: LatentDiffusion, y: Tensor, num_steps: int,
-         generators: Sequence[torch.Generator]) -> tuple[Tensor, Tensor]:
+def none(model: LatentDiffusion, y: Tensor, num_steps: int, generators: Sequence[torch.Generator]) -> Start:
     """The baseline: every sample starts at the top of the grid from pure noise ``z_N ~ N(0, I)``."""
     b = y.shape[0]
     z = randn_rows(generators, torch.arange(b), model.latent_shape, y)
-    return z, torch.full((b,), num_steps, dtype=torch.int64)
+    return Start(z, torch.full((b,), num_steps, dtype=torch.int64), [model.schedule.num_steps - 1] * b)
 
 
-def ae(model: LatentDiffusion, y: Tensor, num_steps: int,
-       generators: Sequence[torch.Generator]) -> tuple[Tensor, Tensor]:
-    """No diffusion: decode the encoder's latent of the measurement, ``ẑ = E0(y)`` (NFE 0)."""
-    with torch.no_grad():
-        z = model.encode(y)
-    return z, torch.zeros(y.shape[0], dtype=torch.int64)
+@torch.no_grad()
+def ae(model: LatentDiffusion, y: Tensor, num_steps: int, generators: Sequence[torch.Generator],
+       encoder: nn.Module | None = None) -> Start:
+    """No diffusion: decode the severity encoder's ẑ (or ``E0(y)`` without an encoder); NFE 0."""
+    if encoder is None:
+        return Start(model.encode(y), torch.zeros(y.shape[0], dtype=torch.int64), [None] * y.shape[0])
+    z_hat, sigma2 = encoder(y)
+    return Start(z_hat, torch.zeros(y.shape[0], dtype=torch.int64), [None] * y.shape[0], sigma2)
+
+
+def noise_correction(z_hat: Tensor, sigma2: Tensor, c: float, generators: Sequence[torch.Generator]) -> Tensor:
+    """``z_start = sqrt(1 - cσ²) ẑ + sqrt(cσ²) ε`` (METHOD.md §3), cσ² clamped to [0, 1]; (B, C, h, w)."""
+    v = (c * sigma2).clamp(0.0, 1.0).view(-1, 1, 1, 1).to(z_hat)
+    eps = randn_rows(generators, torch.arange(z_hat.shape[0]), z_hat.shape[1:], z_hat)
+    return (1.0 - v).sqrt() * z_hat + v.sqrt() * eps
+
+
+def _start_at(model: LatentDiffusion, z_hat: Tensor, k: Tensor, grid: Tensor, c: float, sigma2: Tensor | None,
+              generators: Sequence[torch.Generator]) -> Start:
+    """A start at grid positions ``k`` (B,): noise correction with ``level`` (σ̂², else 1 - abar_k); ẑ if none runs."""
+    steps = grid.numel() - 1 - k  # (B,) reverse steps below the matched level
+    # Flash injects its predicted variance σ̂²; a fixed start the forward-diffusion variance 1 - abar of its step
+    level = sigma2 if sigma2 is not None else (1.0 - model.schedule.abar(grid[k])).float().to(z_hat.device)
+    z = noise_correction(z_hat, level, c, generators)
+    z = torch.where((steps == 0).view(-1, 1, 1, 1).to(z.device), z_hat, z)  # start 0: the result is ẑ
+    t_start = [int(grid[kb]) if s > 0 else None for kb, s in zip(k.tolist(), steps.tolist())]
+    return Start(z, steps.to(torch.int64).cpu(), t_start, sigma2)
+
+
+@torch.no_grad()
+def flash(model: LatentDiffusion, y: Tensor, num_steps: int, generators: Sequence[torch.Generator], *,
+          encoder: nn.Module, c: float = 1.0) -> Start:
+    """Flash (paper §3.2, eq. 3): ``(ẑ, σ̂²) = Ê(y)``; start where SNR_i matches 1/σ̂² on the solver's grid."""
+    z_hat, sigma2 = encoder(y)  # (B, C, h, w), (B,)
+    grid = sampling_grid(model.schedule.num_steps, num_steps)
+    return _start_at(model, z_hat, snr_match(model.schedule, grid, sigma2).cpu(), grid, c, sigma2, generators)
+
+
+@torch.no_grad()
+def fixed(model: LatentDiffusion, y: Tensor, num_steps: int, generators: Sequence[torch.Generator], *,
+          encoder: nn.Module | None, start: int = 100, c: float = 1.0) -> Start:
+    """Non-adaptive control (paper Fig. 7, App. B): every sample starts at training step ``start`` from ẑ.
+
+    ẑ comes from the severity encoder, or is ``E0(y)`` with ``encoder=None`` (a CCDF/SDEdit-style warm start).
+    """
+    z_hat, sigma2 = encoder(y) if encoder is not None else (model.encode(y), None)
+    grid = sampling_grid(model.schedule.num_steps, num_steps)
+    if not 0 <= start < model.schedule.num_steps:
+        raise ValueError(f"adapter.start={start} must lie in [0, {model.schedule.num_steps - 1}]")
+    k = (grid - start).abs().argmin().expand(y.shape[0])  # the grid step nearest to ``start``
+    out = _start_at(model, z_hat, k, grid, c, None, generators)
+    out.sigma2_hat = sigma2
+    return out

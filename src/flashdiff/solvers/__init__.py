@@ -1,6 +1,7 @@
-"""Reverse-diffusion solvers, one file per algorithm: ``solver(model, op, y, z_start, start, *, ...)``."""
+"""Reverse-diffusion solvers, one file per algorithm: ``solver(model, op, y, params, z_start, start, *, ...)``."""
 
 from flashdiff.solvers.ddim import ddim
 from flashdiff.solvers.ddpm import ddpm
+from flashdiff.solvers.latent_dps import latent_dps
 
-__all__ = ["ddim", "ddpm"]
+__all__ = ["ddim", "ddpm", "latent_dps"]

@@ -24,7 +24,8 @@ from flashdiff.train.loop import LoopSettings, fit
 log = logging.getLogger(__name__)
 
 
-def _record(folder: Path, workdir: str | Path, result: dict, settings: LoopSettings, arch: dict[str, Any]) -> None:
+def record_training(folder: Path, workdir: str | Path, result: dict, settings: LoopSettings,
+                    arch: dict[str, Any]) -> None:
     """``training.json`` beside the weights: what was trained, how, on what machine, and how long it took."""
     state = json.loads((Path(workdir) / "checkpoint" / "state.json").read_text())
     info = result | {"train_seconds": state["seconds"], "steps": state["step"], "settings": asdict(settings),
@@ -53,7 +54,7 @@ def train_autoencoder(arch: dict[str, Any], kl_weight: float, settings: LoopSett
     result = {"seconds": time.perf_counter() - started, "scale_factor": ldm.scale_factor,
               "parameters": sum(p.numel() for p in autoencoder.parameters()),
               "val_psnr": reconstruction_psnr(ldm, val_set).mean().item()}
-    _record(Path(output_dir) / "vae", workdir, result, settings, arch)
+    record_training(Path(output_dir) / "vae", workdir, result, settings, arch)
     log.info("autoencoder saved to %s/vae: %s", output_dir, json.dumps(result))
     if run is not None:
         run.summary.update({f"autoencoder/{k}": v for k, v in result.items()})
@@ -70,7 +71,7 @@ def train_latent_ddpm(arch: dict[str, Any], settings: LoopSettings, ldm: LatentD
     unet.save_pretrained(Path(output_dir) / "unet", safe_serialization=True)
     ldm_scheduler().save_pretrained(Path(output_dir) / "scheduler")
     result = {"seconds": time.perf_counter() - started, "parameters": sum(p.numel() for p in unet.parameters())}
-    _record(Path(output_dir) / "unet", workdir, result, settings, arch)
+    record_training(Path(output_dir) / "unet", workdir, result, settings, arch)
     log.info("latent DDPM saved to %s/unet: %s", output_dir, json.dumps(result))
     if run is not None:
         run.summary.update({f"latent_ddpm/{k}": v for k, v in result.items()})

@@ -60,7 +60,7 @@ def sample_grid(model: LatentDiffusion, path: Path, n: int = 64) -> float:
     started = time.perf_counter()
     gens = sample_generators(range(n), salt=12345)
     z = torch.stack([torch.randn(model.latent_shape, generator=g) for g in gens])
-    x = model.decode(ddpm(model, None, None, z, torch.full((n,), 1000), generators=gens).latents).clamp(0, 1)
+    x = model.decode(ddpm(model, None, None, None, z, torch.full((n,), 1000), generators=gens).latents).clamp(0, 1)
     seconds = time.perf_counter() - started
     data = ToyImages("test")
     real = torch.stack([data[k]["x"] for k in range(n)])

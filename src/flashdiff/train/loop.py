@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ class LoopSettings:
     seed: int = 0
     resume: bool = True
     num_workers: int = 0
+    validate_every: int = 0  # call fit's ``callback`` every this many steps (0 = only at the end)
 
 
 def _batches(loader: DataLoader) -> Iterator[dict[str, Any]]:
@@ -81,13 +82,14 @@ def _load_checkpoint(ckpt: Path, model: nn.Module, ema: EMAModel | None, optimiz
 
 
 def fit(model: nn.Module, dataset: Dataset, settings: LoopSettings, workdir: str | Path, *, run: Any = None,
-        desc: str = "train") -> nn.Module:
+        desc: str = "train", callback: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
     """Train ``model`` (``model(batch) -> {"loss": ..., other terms}``) for ``settings.steps`` steps.
 
     Returns the unwrapped model, with its EMA weights when ``ema_decay`` is set.
     Checkpoints go to ``workdir/checkpoint`` every ``checkpoint_every`` steps (``state.json``: the step and the
     training seconds so far); with ``resume`` a rerun continues from there. Works under ``accelerate launch``
-    (data parallel) and as a plain single process.
+    (data parallel) and as a plain single process. ``callback(step, model)`` (e.g. validation) runs on the main
+    process every ``validate_every`` steps.
     """
     accelerator = Accelerator()
     set_seed(settings.seed)
@@ -128,6 +130,9 @@ def fit(model: nn.Module, dataset: Dataset, settings: LoopSettings, workdir: str
             bar.set_postfix(loss=f"{losses['loss'].item():.4g}")
             if run is not None and accelerator.is_main_process:
                 run.log(scalars, step=step + 1)
+        due = settings.validate_every and (step + 1) % settings.validate_every == 0
+        if callback is not None and due and accelerator.is_main_process:
+            callback(step + 1, accelerator.unwrap_model(model))
         if accelerator.is_main_process and ((step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps):
             _save_checkpoint(ckpt, step + 1, seconds + time.perf_counter() - tic, accelerator.unwrap_model(model), ema,
                              optimizer, scheduler)

@@ -1,0 +1,208 @@
+"""Severity encoder ``Ê(y) = (ẑ, σ̂²)`` (paper §3.1, METHOD.md §2): a fine-tuned copy of ``E0`` plus a 1×1 σ head.
+
+Also the loss of METHOD.md §2 and the two quality measures: ordering accuracy (App. C, Def. 1) and Spearman's rank
+correlation. Weights are stored as safetensors beside a json config that rebuilds the architecture with diffusers,
+so a saved encoder loads without the LDM folder it came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import VQModel
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from flashdiff.diffusion.model import AUTOENCODERS, LatentDiffusion
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class SeverityEncoder(nn.Module):
+    """``y`` (B, 3, H, W) in [0,1] -> ``ẑ`` (B, C, h, w) in ``LatentDiffusion.encode`` units and ``σ̂²`` (B,).
+
+    ``ẑ = scale * quant_conv(encoder(2y - 1))`` (for AutoencoderKL the first half of the moments, the posterior
+    mean; for VQModel the unquantised latent); ``σ̂² = mean_{C,h,w} (W ẑ + b)²`` with one 1×1 conv (the paper's
+    head). The head is stored as ``head_lr_mult * raw`` so that Adam moves it ``head_lr_mult`` times faster
+    than the encoder at one learning rate (Adam's step is invariant to the gradient scale of ``raw``).
+    """
+
+    def __init__(self, encoder: nn.Module, quant_conv: nn.Module | None, *, autoencoder_class: str,
+                 autoencoder_config: dict[str, Any], scale_factor: float, head_lr_mult: float = 10.0,
+                 head_context: int = 0) -> None:
+        super().__init__()
+        if autoencoder_class not in AUTOENCODERS:
+            raise TypeError(f"severity encoder needs an autoencoder of class {sorted(AUTOENCODERS)}, "
+                            f"got {autoencoder_class!r}")
+        if not float(head_lr_mult) > 0.0:
+            raise ValueError(f"head_lr_mult must be > 0, got {head_lr_mult}")
+        self.encoder = encoder
+        self.quant_conv = quant_conv if quant_conv is not None else nn.Identity()
+        self.autoencoder_class = autoencoder_class
+        self.autoencoder_config = dict(autoencoder_config)
+        self.scale_factor = float(scale_factor)
+        self.head_lr_mult = float(head_lr_mult)
+        self.latent_channels = latent_channels(autoencoder_class, autoencoder_config)
+        head = nn.Conv2d(self.latent_channels, self.latent_channels, 1)  # PyTorch default init, as the authors
+        self.head_weight = nn.Parameter(head.weight.detach() / self.head_lr_mult)  # raw: W = mult * raw
+        self.head_bias = nn.Parameter(head.bias.detach() / self.head_lr_mult)
+        self.head_context = int(head_context)
+        if self.head_context:  # option, not the paper's: a 3x3 context branch added to ẑ before the 1x1 head
+            self.context = nn.Sequential(nn.Conv2d(self.latent_channels, self.head_context, 3, padding=1), nn.SiLU(),
+                                         nn.Conv2d(self.head_context, self.latent_channels, 1))
+            nn.init.zeros_(self.context[-1].weight)  # starts as the paper's head exactly
+            nn.init.zeros_(self.context[-1].bias)
+
+    @classmethod
+    def from_latent_diffusion(cls, ldm: LatentDiffusion, head_lr_mult: float = 10.0,
+                              head_context: int = 0) -> SeverityEncoder:
+        """A trainable deep copy of ``E0`` (encoder + quant_conv) of ``ldm``, so that before training ``ẑ = E0(y)``."""
+        ae = ldm.autoencoder
+        name = type(ae).__name__
+        if name not in AUTOENCODERS:
+            raise TypeError(f"severity encoder needs model.autoencoder of class {sorted(AUTOENCODERS)}, got {name}")
+        config = {k: v for k, v in dict(ae.config).items() if not k.startswith("_")}
+        config["scaling_factor"] = ldm.scale_factor  # informative only: ``scale_factor`` is what is applied
+        model = cls(copy.deepcopy(ae.encoder), copy.deepcopy(ae.quant_conv), autoencoder_class=name,
+                    autoencoder_config=config, scale_factor=ldm.scale_factor, head_lr_mult=head_lr_mult,
+                    head_context=head_context)
+        return model.requires_grad_(True).train()
+
+    def head(self, z: Tensor) -> Tensor:
+        """The σ head ``W ẑ + b`` (1×1 conv; with ``head_context``, ``W (ẑ + g(ẑ)) + b``), (B, C, h, w) -> same."""
+        if self.head_context:
+            z = z + self.context(z)
+        return F.conv2d(z, self.head_lr_mult * self.head_weight, self.head_lr_mult * self.head_bias)
+
+    def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``Ê(y) = (ẑ, σ̂²)`` (paper eq. 2): (B, 3, H, W) in [0,1] -> (B, C, h, w), (B,)."""
+        moments = self.quant_conv(self.encoder(2.0 * y - 1.0))
+        z_hat = moments[:, : self.latent_channels] * self.scale_factor  # KL: posterior mean; VQ: unquantised
+        sigma2_hat = self.head(z_hat).pow(2).mean(dim=(1, 2, 3))
+        return z_hat, sigma2_hat
+
+    @torch.no_grad()
+    def init_head_scale(self, y: Tensor, v0: float) -> float:
+        """Rescale the head so the batch mean of ``σ̂²(y)`` equals ``v0`` (data-dependent init); returns the factor."""
+        current = self(y)[1].mean().item()
+        if not current > 0.0 or not float(v0) > 0.0:
+            raise ValueError(f"cannot rescale the σ head: mean σ̂² = {current}, target v0 = {v0} (both must be > 0)")
+        factor = (float(v0) / current) ** 0.5
+        self.head_weight.mul_(factor)
+        self.head_bias.mul_(factor)
+        log.info("σ head rescaled by %.4g: mean σ̂² %.4g -> %.4g", factor, current, v0)
+        return factor
+
+    def check_matches(self, ldm: LatentDiffusion) -> None:
+        """Raise ValueError if ``ldm``'s latents are not in this encoder's units (class, channels, scale factor)."""
+        name = type(ldm.autoencoder).__name__
+        channels = latent_channels(name, dict(ldm.autoencoder.config)) if name in AUTOENCODERS else None
+        if (name, channels) != (self.autoencoder_class, self.latent_channels) or not torch.isclose(
+                torch.tensor(ldm.scale_factor), torch.tensor(self.scale_factor)):
+            raise ValueError(f"severity encoder was built for {self.autoencoder_class} with {self.latent_channels} "
+                             f"latent channels at scale {self.scale_factor:.6g}; the model has {name} with {channels} "
+                             f"at scale {ldm.scale_factor:.6g}: train the encoder from this model")
+
+    def config(self) -> dict[str, Any]:
+        """The json-serialisable description that ``from_pretrained`` rebuilds the architecture from."""
+        return {"_class_name": type(self).__name__, "autoencoder_class": self.autoencoder_class,
+                "autoencoder_config": self.autoencoder_config, "scale_factor": self.scale_factor,
+                "head_lr_mult": self.head_lr_mult, "latent_channels": self.latent_channels,
+                "head_context": self.head_context}
+
+    def save_pretrained(self, folder: str | Path, metadata: dict[str, Any] | None = None) -> None:
+        """Write ``<folder>/model.safetensors`` and ``<folder>/config.json`` (plus optional ``metadata``)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, folder / WEIGHTS_NAME)
+        config = self.config() | ({"metadata": metadata} if metadata else {})
+        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> SeverityEncoder:
+        """Rebuild from ``config.json`` with diffusers ``from_config``, load the safetensors weights; eval mode."""
+        folder = Path(folder)
+        if not (folder / CONFIG_NAME).exists() or not (folder / WEIGHTS_NAME).exists():
+            raise FileNotFoundError(f"severity_encoder={folder}: no severity encoder there ({CONFIG_NAME} + "
+                                    f"{WEIGHTS_NAME}); train one with `python -m flashdiff.train "
+                                    "train=severity_blur` (or `make toy-models`), or point severity_encoder at one")
+        config = json.loads((folder / CONFIG_NAME).read_text())
+        name = config["autoencoder_class"]
+        if name not in AUTOENCODERS:
+            raise TypeError(f"{folder / CONFIG_NAME}: unknown autoencoder_class {name!r}")
+        ae = AUTOENCODERS[name].from_config(config["autoencoder_config"])
+        model = cls(ae.encoder, ae.quant_conv, autoencoder_class=name, autoencoder_config=config["autoencoder_config"],
+                    scale_factor=config["scale_factor"], head_lr_mult=config["head_lr_mult"],
+                    head_context=config.get("head_context", 0))
+        model.load_state_dict(load_file(folder / WEIGHTS_NAME))
+        log.info("loaded severity encoder (%s, scale %.4f) from %s", name, model.scale_factor, folder)
+        return model.requires_grad_(False).eval()
+
+
+def latent_channels(autoencoder_class: str, config: dict[str, Any]) -> int:
+    """Channels C of ``ẑ``: ``latent_channels`` for AutoencoderKL, ``vq_embed_dim`` (or it) for VQModel."""
+    if autoencoder_class == VQModel.__name__:
+        return int(config.get("vq_embed_dim") or config["latent_channels"])
+    return int(config["latent_channels"])
+
+
+def error_variance(z_hat: Tensor, z0: Tensor) -> Tensor:
+    """``σ̄²``: unbiased sample variance over the d entries of ``e = ẑ - z0`` (METHOD.md §2); (B, ...) -> (B,)."""
+    return (z_hat - z0).flatten(1).var(dim=1, correction=1)
+
+
+def severity_loss(z_hat: Tensor, sigma2_hat: Tensor, z0: Tensor, x_rec: Tensor, x0: Tensor, *,
+                  lambda_sigma: float, lambda_im: float, detach_target: bool = False) -> dict[str, Tensor]:
+    """``L = ||z0-ẑ||²/d + λσ (σ̄²-σ̂²)² + λim ||x0-D0(ẑ)||²/n`` (METHOD.md §2), each term a batch mean.
+
+    ``z_hat``, ``z0`` (B, C, h, w); ``sigma2_hat`` (B,); ``x_rec = D0(ẑ)`` and ``x0`` (B, 3, H, W), both in
+    [-1, 1] as the models see them. ``σ̄²`` is not detached by default (as the authors); ``detach_target`` makes
+    it a pure target, so the variance term cannot move ẑ's error toward σ̂². Returns loss, latent, sigma, image.
+    """
+    latent = (z0 - z_hat).flatten(1).pow(2).mean(dim=1)  # (B,)
+    target = error_variance(z_hat, z0)  # σ̄², (B,)
+    sigma = ((target.detach() if detach_target else target) - sigma2_hat).pow(2)  # (B,)
+    image = (x0 - x_rec).flatten(1).pow(2).mean(dim=1)  # (B,)
+    loss = (latent + lambda_sigma * sigma + lambda_im * image).mean()
+    return {"loss": loss, "latent": latent.mean(), "sigma": sigma.mean(), "image": image.mean()}
+
+
+def ordering_accuracy(severity: Tensor, sigma2_hat: Tensor) -> Tensor:
+    """OA (App. C, Def. 1, eq. 20): share of pairs i≠j with ``sign(s_i-s_j) = sign(σ̂_i-σ̂_j)``; (N, n) -> (N,).
+
+    A tie in ``σ̂`` between different severities counts as wrong (sign 0 ≠ ±1), exactly as eq. 19.
+    """
+    if severity.shape != sigma2_hat.shape or severity.dim() != 2 or severity.shape[1] < 2:
+        raise ValueError(f"severity and sigma2_hat must both be (N, n >= 2), got {tuple(severity.shape)} "
+                         f"and {tuple(sigma2_hat.shape)}")
+    n = severity.shape[1]
+    s = torch.sign(severity[:, :, None] - severity[:, None, :])  # (N, n, n)
+    p = torch.sign(sigma2_hat[:, :, None] - sigma2_hat[:, None, :])
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=s.device)
+    return ((s == p) & off_diagonal).sum(dim=(1, 2)).double() / (n * (n - 1))
+
+
+def rankdata(x: Tensor) -> Tensor:
+    """Ranks 1..n of a 1-D tensor, ties given their average rank (scipy's ``rankdata`` 'average'); (n,) -> (n,)."""
+    values, inverse, counts = torch.unique(x, sorted=True, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()  # last rank of each distinct value
+    return (ends - (counts.double() - 1.0) / 2.0)[inverse]
+
+
+def spearman(a: Tensor, b: Tensor) -> float:
+    """Spearman's rank correlation of two 1-D tensors (n,): Pearson of the average ranks; NaN if one is constant."""
+    if a.shape != b.shape or a.dim() != 1 or a.numel() < 2:
+        raise ValueError(f"spearman needs two 1-D tensors of equal length >= 2, got {tuple(a.shape)}, {tuple(b.shape)}")
+    ra, rb = rankdata(a.detach().cpu()), rankdata(b.detach().cpu())
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = (ra.pow(2).sum() * rb.pow(2).sum()).sqrt()
+    return float(ra @ rb / denom) if denom > 0 else float("nan")
