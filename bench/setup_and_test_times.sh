@@ -9,8 +9,8 @@ trap 'rm -rf "$work"' EXIT
 git clone -q "$repo" "$work/flashdiff"
 cd "$work/flashdiff"
 export HF_HUB_OFFLINE=1 WANDB_MODE=offline
-t0=$(date +%s.%N); make setup >"$work/setup.log" 2>&1; t1=$(date +%s.%N)
-make test >"$work/test.log" 2>&1; t2=$(date +%s.%N)
+t0=$(date +%s.%N); make setup >"$work/setup.log" 2>&1 || { tail -n 30 "$work/setup.log"; exit 1; }; t1=$(date +%s.%N)
+make test >"$work/test.log" 2>&1 || { tail -n 40 "$work/test.log"; exit 1; }; t2=$(date +%s.%N)
 summary=$(grep -E '[0-9]+ passed' "$work/test.log" | tail -n 1)
 line=$(printf '{"date": "%s", "commit": "%s", "machine": "%s, %s CPUs", "setup_seconds": %.1f, "test_seconds": %.1f, "pytest": "%s"}' \
   "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse --short HEAD)" "$(uname -m)" "$(nproc)" \

@@ -187,7 +187,8 @@ def test_severity_configs_compose(name, tmp_path):
         cfg = compose(config_name="training", overrides=[f"train={name}", f"hydra.run.dir={tmp_path}"],
                       return_hydra_config=True)
     op = instantiate(cfg.train.operator)
-    assert cfg.train.name == "severity" and cfg.train.lambda_sigma == "auto" and op.train_severity_range == (0.0, 1.0)
+    assert cfg.train.name == "severity" and op.train_severity_range == (0.0, 1.0)
+    assert cfg.train.lambda_sigma == "auto" or cfg.train.lambda_sigma > 0
     assert cfg.train.output_dir.endswith(name.replace("severity", "toy_severity"))
     assert LoopSettings(**cfg.train.loop).steps == 2000
 
@@ -203,3 +204,15 @@ def test_detached_target_keeps_the_variance_term_off_z_hat():
         if moves:
             (grad,) = torch.autograd.grad(terms["sigma"], z_hat)
             assert grad.abs().sum() > 0
+
+
+def test_head_options_start_as_the_paper_head_and_stop_grad_keeps_sigma_off_the_encoder():
+    ldm = build_tiny_ldm()
+    y = torch.rand(2, 3, 32, 32)
+    plain = SeverityEncoder.from_latent_diffusion(ldm)
+    ctx = SeverityEncoder.from_latent_diffusion(ldm, head_context=8, head_stop_grad=True)
+    ctx.load_state_dict(plain.state_dict(), strict=False)
+    torch.testing.assert_close(ctx(y)[1], plain(y)[1])  # the zero-initialised context branch changes nothing
+    ctx(y)[1].sum().backward()
+    assert all(p.grad is None for p in ctx.encoder.parameters())
+    assert ctx.head_weight.grad is not None and ctx.context[0].weight.grad is not None

@@ -38,7 +38,7 @@ class SeverityEncoder(nn.Module):
 
     def __init__(self, encoder: nn.Module, quant_conv: nn.Module | None, *, autoencoder_class: str,
                  autoencoder_config: dict[str, Any], scale_factor: float, head_lr_mult: float = 10.0,
-                 head_context: int = 0) -> None:
+                 head_context: int = 0, head_stop_grad: bool = False) -> None:
         super().__init__()
         if autoencoder_class not in AUTOENCODERS:
             raise TypeError(f"severity encoder needs an autoencoder of class {sorted(AUTOENCODERS)}, "
@@ -56,6 +56,7 @@ class SeverityEncoder(nn.Module):
         self.head_weight = nn.Parameter(head.weight.detach() / self.head_lr_mult)  # raw: W = mult * raw
         self.head_bias = nn.Parameter(head.bias.detach() / self.head_lr_mult)
         self.head_context = int(head_context)
+        self.head_stop_grad = bool(head_stop_grad)  # option: σ̂² reads ẑ.detach(), so only the head fits σ̄²
         if self.head_context:  # option, not the paper's: a 3x3 context branch added to ẑ before the 1x1 head
             self.context = nn.Sequential(nn.Conv2d(self.latent_channels, self.head_context, 3, padding=1), nn.SiLU(),
                                          nn.Conv2d(self.head_context, self.latent_channels, 1))
@@ -64,7 +65,7 @@ class SeverityEncoder(nn.Module):
 
     @classmethod
     def from_latent_diffusion(cls, ldm: LatentDiffusion, head_lr_mult: float = 10.0,
-                              head_context: int = 0) -> SeverityEncoder:
+                              head_context: int = 0, head_stop_grad: bool = False) -> SeverityEncoder:
         """A trainable deep copy of ``E0`` (encoder + quant_conv) of ``ldm``, so that before training ``ẑ = E0(y)``."""
         ae = ldm.autoencoder
         name = type(ae).__name__
@@ -74,7 +75,7 @@ class SeverityEncoder(nn.Module):
         config["scaling_factor"] = ldm.scale_factor  # informative only: ``scale_factor`` is what is applied
         model = cls(copy.deepcopy(ae.encoder), copy.deepcopy(ae.quant_conv), autoencoder_class=name,
                     autoencoder_config=config, scale_factor=ldm.scale_factor, head_lr_mult=head_lr_mult,
-                    head_context=head_context)
+                    head_context=head_context, head_stop_grad=head_stop_grad)
         return model.requires_grad_(True).train()
 
     def head(self, z: Tensor) -> Tensor:
@@ -87,7 +88,7 @@ class SeverityEncoder(nn.Module):
         """``Ê(y) = (ẑ, σ̂²)`` (paper eq. 2): (B, 3, H, W) in [0,1] -> (B, C, h, w), (B,)."""
         moments = self.quant_conv(self.encoder(2.0 * y - 1.0))
         z_hat = moments[:, : self.latent_channels] * self.scale_factor  # KL: posterior mean; VQ: unquantised
-        sigma2_hat = self.head(z_hat).pow(2).mean(dim=(1, 2, 3))
+        sigma2_hat = self.head(z_hat.detach() if self.head_stop_grad else z_hat).pow(2).mean(dim=(1, 2, 3))
         return z_hat, sigma2_hat
 
     @torch.no_grad()
@@ -117,7 +118,7 @@ class SeverityEncoder(nn.Module):
         return {"_class_name": type(self).__name__, "autoencoder_class": self.autoencoder_class,
                 "autoencoder_config": self.autoencoder_config, "scale_factor": self.scale_factor,
                 "head_lr_mult": self.head_lr_mult, "latent_channels": self.latent_channels,
-                "head_context": self.head_context}
+                "head_context": self.head_context, "head_stop_grad": self.head_stop_grad}
 
     def save_pretrained(self, folder: str | Path, metadata: dict[str, Any] | None = None) -> None:
         """Write ``<folder>/model.safetensors`` and ``<folder>/config.json`` (plus optional ``metadata``)."""
@@ -142,7 +143,7 @@ class SeverityEncoder(nn.Module):
         ae = AUTOENCODERS[name].from_config(config["autoencoder_config"])
         model = cls(ae.encoder, ae.quant_conv, autoencoder_class=name, autoencoder_config=config["autoencoder_config"],
                     scale_factor=config["scale_factor"], head_lr_mult=config["head_lr_mult"],
-                    head_context=config.get("head_context", 0))
+                    head_context=config.get("head_context", 0), head_stop_grad=config.get("head_stop_grad", False))
         model.load_state_dict(load_file(folder / WEIGHTS_NAME))
         log.info("loaded severity encoder (%s, scale %.4f) from %s", name, model.scale_factor, folder)
         return model.requires_grad_(False).eval()
