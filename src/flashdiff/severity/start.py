@@ -30,10 +30,13 @@ def none(model: LatentDiffusion, y: Tensor, num_steps: int, generators: Sequence
 def ae(model: LatentDiffusion, y: Tensor, num_steps: int, generators: Sequence[torch.Generator],
        encoder: nn.Module | None = None) -> Start:
     """No diffusion: decode the severity encoder's ẑ (or ``E0(y)`` without an encoder); NFE 0."""
-    if encoder is None:
-        return Start(model.encode(y), torch.zeros(y.shape[0], dtype=torch.int64), [None] * y.shape[0])
-    z_hat, sigma2 = encoder(y)
+    z_hat, sigma2 = _encode(model, encoder, y)
     return Start(z_hat, torch.zeros(y.shape[0], dtype=torch.int64), [None] * y.shape[0], sigma2)
+
+
+def _encode(model: LatentDiffusion, encoder: nn.Module | None, y: Tensor) -> tuple[Tensor, Tensor | None]:
+    """``(ẑ, σ̂²)`` from the severity encoder, or ``(E0(y), None)`` without one."""
+    return encoder(y) if encoder is not None else (model.encode(y), None)
 
 
 def noise_correction(z_hat: Tensor, sigma2: Tensor, c: float, generators: Sequence[torch.Generator]) -> Tensor:
@@ -71,7 +74,7 @@ def fixed(model: LatentDiffusion, y: Tensor, num_steps: int, generators: Sequenc
 
     ẑ comes from the severity encoder, or is ``E0(y)`` with ``encoder=None`` (a CCDF/SDEdit-style warm start).
     """
-    z_hat, sigma2 = encoder(y) if encoder is not None else (model.encode(y), None)
+    z_hat, sigma2 = _encode(model, encoder, y)
     grid = sampling_grid(model.schedule.num_steps, num_steps)
     if not 0 <= start < model.schedule.num_steps:
         raise ValueError(f"adapter.start={start} must lie in [0, {model.schedule.num_steps - 1}]")

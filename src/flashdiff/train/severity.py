@@ -97,10 +97,9 @@ def _batch(dataset: Dataset, start: int, stop: int, device: torch.device) -> tup
 
 
 @torch.no_grad()
-def _grid_batch(encoder: SeverityEncoder, ldm: LatentDiffusion, op: Operator, x: Tensor, seeds: Tensor,
+def _grid_batch(encoder: SeverityEncoder, op: Operator, x: Tensor, z0: Tensor, seeds: Tensor,
                 grid: Tensor) -> tuple[Tensor, Tensor]:
     """σ̂² and true ``σ̄²`` (B, n) for each image at each grid severity, noise seeded per image (same for all t)."""
-    z0 = ldm.encode(x)
     hats, trues = [], []
     for t in grid.tolist():
         op_t = fixed_severity(op, t)
@@ -143,7 +142,7 @@ def validate_severity(encoder: SeverityEncoder, ldm: LatentDiffusion, op: Operat
         severity.append(params["severity"].cpu())
         hat.append(sigma2_hat.cpu())
         true.append(error_variance(z_hat, z0).cpu())
-        gh, gt = _grid_batch(encoder, ldm, op, x, seeds, grid)
+        gh, gt = _grid_batch(encoder, op, x, z0, seeds, grid)
         grid_hat.append(gh)
         grid_true.append(gt)
     encoder.train(was_training)
