@@ -40,17 +40,19 @@ run:  ## the main job on the bundled toy world (python -m flashdiff)
 	$(PY) -m flashdiff
 
 DEMO_DIR ?= outputs/demo
+DEMO_IMAGES ?= 8
 demo:  ## baseline Latent-DPS (N=1000), Flash(Latent-DPS) and AE on the same toy test images, side by side
-	$(PY) -m flashdiff -m +experiment=toy_varblur adapter=none,flash,ae hydra.sweep.dir=$(DEMO_DIR)
+	$(PY) -m flashdiff -m +experiment=toy_varblur adapter=none,flash,ae num_images=$(DEMO_IMAGES) \
+		hydra.sweep.dir=$(DEMO_DIR)
 	$(PY) -m flashdiff.report $(DEMO_DIR)
 
 bench:  ## the Flash-vs-baseline benchmark on a fixed toy subset (appends to bench/results/)
 	$(PY) bench/flash_vs_baseline.py
 
-toy-models:  ## retrain the bundled toy autoencoder and latent DDPM from scratch into models/toy_ldm
+toy-models:  ## retrain the bundled toy models from scratch: autoencoder + latent DDPM (models/toy_ldm), severity encoders
 	$(PY) -m flashdiff.train train=autoencoder
 	$(PY) -m flashdiff.train train=latent_ddpm
-	$(PY) -m flashdiff.train train=severity_blur
+	$(PY) -m flashdiff.train train=severity_blur train.loop.lr=3e-4 train.head_context=32  # the bundled one's options
 	$(PY) -m flashdiff.train train=severity_inpaint
 	$(PY) -m flashdiff.train.evaluate_toy
 

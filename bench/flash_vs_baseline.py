@@ -11,6 +11,7 @@ Usage: .venv/bin/python bench/flash_vs_baseline.py [--experiment toy_varblur] [-
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -19,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,8 +37,21 @@ def run_method(name: str, overrides: list[str], out: Path) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{name} failed: {' '.join(cmd)}\n{stderr[-2000:]}")
     summary = json.loads((out / name / "summary.json").read_text())
+    with open(out / name / "samples.csv", newline="") as f:
+        samples = list(csv.DictReader(f))
     return summary | {"name": name, "wall_seconds": time.perf_counter() - started,
-                      "peak_rss_mb": usage.ru_maxrss / 1024}
+                      "peak_rss_mb": usage.ru_maxrss / 1024, "samples": samples}
+
+
+def start_spread(samples: list[dict[str, str]]) -> str:
+    """Spread of the start steps (t_start, empty = ẑ returned: 0) and their Spearman correlation with severity."""
+    from flashdiff.severity.encoder import spearman  # the project's own statistic
+
+    t = torch.tensor([float(r["t_start"] or 0) for r in samples])
+    sev = torch.tensor([float(r["severity"]) for r in samples])
+    q = torch.quantile(t, torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])).tolist()
+    return (f"start step t_start over {len(samples)} images: min {q[0]:.0f}, quartiles {q[1]:.0f} / {q[2]:.0f} / "
+            f"{q[3]:.0f}, max {q[4]:.0f}, std {t.std():.1f}; Spearman(t_start, severity) = {spearman(t, sev):.3f}")
 
 
 def main() -> None:
@@ -65,7 +81,7 @@ def main() -> None:
               "| wall (s) |\n|---|---|---|---|---|---|---|---|\n")
     body = "".join(f"| {r['name']} ({r['method']}) | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['nfe_mean']:.1f} | "
                    f"{r['seconds_per_image']:.3f} | {1 / r['seconds_per_image']:.2f} | {r['peak_rss_mb']:.0f} | "
-                   f"{r['wall_seconds']:.0f} |\n" for r in rows)
+                   f"{r['wall_seconds']:.0f} |\n" for r in rows) + f"\nFlash {start_spread(rows[0]['samples'])}.\n"
     results = ROOT / "bench" / "results" / "flash_vs_baseline.md"
     results.parent.mkdir(parents=True, exist_ok=True)
     with open(results, "a") as f:

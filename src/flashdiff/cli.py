@@ -73,7 +73,7 @@ def train(cfg: DictConfig) -> None:
                                    lambda_sigma=cfg.train.lambda_sigma, lambda_im=cfg.train.lambda_im,
                                    head_lr_mult=cfg.train.head_lr_mult, detach_target=cfg.train.detach_target,
                                    head_context=cfg.train.head_context, head_stop_grad=cfg.train.head_stop_grad,
-                                   run=run,
+                                   head_features=cfg.train.head_features, run=run,
                                    test_set=instantiate(cfg.dataset, split="test"),
                                    max_val_images=cfg.train.max_val_images)
         else:

@@ -19,7 +19,7 @@ from flashdiff.data.seeding import generators as sample_generators
 from flashdiff.data.seeding import measurement_seed
 from flashdiff.metrics import psnr, ssim
 from flashdiff.records import append_samples, read_samples, write_summary
-from flashdiff.types import Params, SolverOutput, Start
+from flashdiff.types import COUNTERS, Params, SolverOutput, Start
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,12 @@ def _grid_image(path: Path, x: torch.Tensor, y: torch.Tensor, x_hat: torch.Tenso
 
 def _rows(batch: dict, params: Params, begin: Start, result: SolverOutput, p: torch.Tensor, s: torch.Tensor,
           seconds: float) -> list[dict[str, Any]]:
-    """One ``samples.csv`` row per image of a batch."""
+    """One ``samples.csv`` row per image of a batch; the solver's per-sample costs come after the metrics."""
     sigma2 = [None] * len(p) if begin.sigma2_hat is None else begin.sigma2_hat.tolist()
     return [{"index": int(batch["index"][b]), "image_id": batch["id"][b], "severity": float(params["severity"][b]),
              "sigma2_hat": sigma2[b], "t_start": begin.t_start[b], "nfe": int(result.nfe[b]), "psnr": float(p[b]),
-             "ssim": float(s[b]), "lpips": None, "seconds": seconds} for b in range(len(p))]
+             "ssim": float(s[b]), "lpips": None, "seconds": seconds}
+            | {name: int(getattr(result, name)[b]) for name in COUNTERS} for b in range(len(p))]
 
 
 @torch.no_grad()
@@ -70,6 +71,8 @@ def evaluate(cfg: DictConfig, device: torch.device, run: Any = None) -> dict[str
         generators = sample_generators(seeds.tolist(), SOLVER_NOISE_SALT)
         begin = adapter(model, y, num_steps, generators)
         result = solver(model, op, y, params, begin.latents, begin.steps, generators=generators)
+        if begin.score_forwards is not None:  # the adapter's own UNet forwards (DDIM encoding) count too
+            result.score_forwards = result.score_forwards + begin.score_forwards.to(result.score_forwards)
         x_hat = model.decode(result.latents).clamp(0, 1)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -102,7 +105,7 @@ def summarise(cfg: DictConfig, out: Path, run: Any = None) -> dict[str, Any]:
         "method": _method_name(cfg), "solver": choices.get("solver"), "adapter": choices.get("adapter"),
         "operator": choices.get("operator"), "dataset": choices.get("dataset"), "n_images": len(rows),
         "psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": None, "fid": None, "nfe_mean": mean("nfe"),
-        "seconds_per_image": mean("seconds"),
+        "seconds_per_image": mean("seconds"), **{f"{name}_mean": mean(name) for name in COUNTERS},
         "unavailable": {"lpips": "not computed yet: LPIPS arrives with the evaluation issue",
                         "fid": "not computed yet: FID arrives with the evaluation issue"},
         "config": OmegaConf.to_container(cfg, resolve=True),

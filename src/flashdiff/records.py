@@ -10,7 +10,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-SAMPLE_COLUMNS = ("index", "image_id", "severity", "sigma2_hat", "t_start", "nfe", "psnr", "ssim", "lpips", "seconds")
+from flashdiff.types import COUNTERS
+
+SAMPLE_COLUMNS = ("index", "image_id", "severity", "sigma2_hat", "t_start", "nfe", "psnr", "ssim", "lpips", "seconds",
+                  *COUNTERS)  # the solver's per-sample costs after the metrics
 
 
 def write_atomic(path: str | Path, text: str) -> None:

@@ -39,14 +39,18 @@ def test_reconstruction_run_writes_the_record_contract_and_resumes(tmp_path, tin
     common = [f"model.path={tiny_ldm_dir}", f"hydra.run.dir={out}", "batch_size=3", "logger=offline"]
     run_cli("num_images=4", "adapter=none", "solver=ddim", "solver.num_steps=4", *common, cwd=tmp_path)
     rows = _rows(out / "samples.csv")
-    assert list(rows[0]) == ["index", "image_id", "severity", "sigma2_hat", "t_start", "nfe", "psnr", "ssim",
-                             "lpips", "seconds"]
+    columns = list(rows[0])  # the original columns keep their order; the solver's costs follow
+    assert columns[:10] == ["index", "image_id", "severity", "sigma2_hat", "t_start", "nfe", "psnr", "ssim", "lpips",
+                            "seconds"]
+    assert columns[10:] == ["score_forwards", "backward_passes", "decoder_calls", "encoder_calls", "inner_iterations"]
+    assert {r["score_forwards"] for r in rows} == {"4"} and {r["backward_passes"] for r in rows} == {"0"}
     assert [r["index"] for r in rows] == ["0", "1", "2", "3"]
     assert {r["nfe"] for r in rows} == {"4"} and {r["t_start"] for r in rows} == {"999"}  # pure noise: the top
     assert all(0 <= float(r["severity"]) <= 1 and float(r["psnr"]) > 0 and r["lpips"] == "" for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     for key in ("method", "solver", "adapter", "operator", "dataset", "n_images", "psnr", "ssim", "lpips", "fid",
-                "nfe_mean", "seconds_per_image", "unavailable"):
+                "nfe_mean", "seconds_per_image", "unavailable", "score_forwards_mean", "backward_passes_mean",
+                "decoder_calls_mean", "encoder_calls_mean", "inner_iterations_mean"):
         assert key in summary
     assert summary["n_images"] == 4 and summary["nfe_mean"] == 4 and summary["lpips"] is None
     assert summary["operator"] == "toy_blur_varying" and set(summary["unavailable"]) == {"lpips", "fid"}

@@ -44,8 +44,10 @@ def test_per_sample_nfe_and_only_active_rows_cost_compute():
     start = torch.tensor([0, 3, 10, 1])
     z = torch.randn(4, 1, 2, 2)
     out = reverse_diffusion(model, z, start, sampling_grid(1000, 1000), _ddpm_step(model), sample_generators(range(4)))
-    assert out.nfe.tolist() == [0, 3, 10, 1]
+    assert out.nfe.tolist() == [0, 3, 10, 1] and out.score_forwards.tolist() == [0, 3, 10, 1]
     assert model.rows_evaluated == 14  # the sum of the starts, not 4 x 10
+    for unspent in (out.backward_passes, out.decoder_calls, out.encoder_calls, out.inner_iterations):
+        assert unspent.tolist() == [0, 0, 0, 0]  # unguided: no gradients, no autoencoder
     torch.testing.assert_close(out.latents[0], z[0])  # start 0 = no change
     assert not torch.equal(out.latents[1], z[1])
 

@@ -9,7 +9,16 @@ import torch
 from diffusers import DDIMScheduler
 
 from flashdiff.diffusion.schedule import LDM_BETA_END, LDM_BETA_START, Schedule, _bc, ldm_scheduler
-from flashdiff.diffusion.steps import ddim_inversion_step, ddim_step, ddpm_step, sampling_grid, snr_match, tweedie_z0
+from flashdiff.diffusion.steps import (
+    ddim_inversion_step,
+    ddim_step,
+    ddpm_step,
+    resample_moments,
+    sampling_grid,
+    snr_match,
+    stochastic_resample,
+    tweedie_z0,
+)
 
 SCHEDULE = Schedule.ldm()
 SHAPE = (1, 2, 2)  # per-sample latent shape (C, h, w)
@@ -186,3 +195,41 @@ def test_snr_match_is_brute_force_argmin(num_steps: int) -> None:
         assert kk == best
     assert k.dtype == torch.int64 and k.shape == sigma2.shape
     assert grid[k[0]] == grid.min()  # σ̂² = 0: the cleanest step
+
+
+def _resample_closed_form(i: int, omega: float, z0_y: torch.Tensor, z_prime: torch.Tensor):
+    """METHOD.md §4 written out on the 1000-step table: (mean, variance) of ReSample's resampling at level i."""
+    table = SCHEDULE.alphas_cumprod
+    abar = table[i].item() if i >= 0 else 1.0
+    abar_prev = table[i - 1].item() if i >= 1 else 1.0
+    w2 = omega * (1 - abar_prev) / abar * (1 - abar / abar_prev)
+    b2 = 1 - abar
+    if b2 == 0:  # the clean end: a point mass at ẑ0(y)
+        return z0_y, 0.0
+    return (w2 * abar**0.5 * z0_y + b2 * z_prime) / (w2 + b2), w2 * b2 / (w2 + b2)
+
+
+@pytest.mark.parametrize("i", [999, 401, 101, 21, 1, 0, -1])
+def test_resample_moments_match_the_closed_form_and_the_draws(i: int) -> None:
+    omega, n = 400.0, 20000
+    z0_y, z_prime = torch.tensor([0.8, -0.3]).view(1, 2, 1, 1), torch.tensor([-0.5, 1.2]).view(1, 2, 1, 1)
+    steps = torch.full((1,), i)
+    mean, var = resample_moments(SCHEDULE, z0_y.double(), z_prime.double(), steps, omega)
+    want_mean, want_var = _resample_closed_form(i, omega, z0_y.double(), z_prime.double())
+    torch.testing.assert_close(mean, want_mean)
+    assert var.item() == pytest.approx(want_var, rel=1e-9, abs=1e-15)
+    gen = torch.Generator().manual_seed(i + 7)
+    noise = torch.randn(n, 2, 1, 1, generator=gen, dtype=torch.float64)
+    draws = stochastic_resample(SCHEDULE, z0_y.double().expand(n, -1, -1, -1), z_prime.double().expand(n, -1, -1, -1),
+                                steps.expand(n), omega, noise)
+    sd = want_var**0.5
+    torch.testing.assert_close(draws.mean(0, keepdim=True), want_mean, atol=4 * sd / n**0.5 + 1e-12, rtol=0)
+    assert draws.var(0).flatten().tolist() == pytest.approx([want_var] * 2, rel=0.05, abs=1e-12)
+
+
+def test_resample_weight_moves_from_the_unconditional_sample_to_the_estimate() -> None:
+    z0_y, z_prime = torch.ones(3, 1, 1, 1), torch.zeros(3, 1, 1, 1)
+    steps = torch.tensor([101, 101, 101])
+    means = [resample_moments(SCHEDULE, z0_y, z_prime, steps, w)[0].flatten()[0].item() for w in (0.0, 400.0, 1e9)]
+    a = SCHEDULE.alphas_cumprod[101].sqrt().item()
+    assert means[0] == 0.0 and 0.0 < means[1] < means[2] and means[2] == pytest.approx(a)  # ω: z' -> a ẑ0(y)

@@ -1,4 +1,5 @@
-"""Pure reverse-diffusion step helpers with per-sample steps: Tweedie, DDPM, DDIM, DDIM inversion, grids, SNR matching.
+"""Pure reverse-diffusion step helpers with per-sample steps: Tweedie, DDPM, DDIM, DDIM inversion, ReSample's
+stochastic resampling, grids, SNR matching.
 
 Conventions: latents ``z`` are (B, C, h, w); steps ``i`` are per-sample (B,) int64 training steps in [0, T), and
 ``-1`` denotes the clean end with ``abar_{-1} := 1``. Coefficients are computed in float64 and cast to the latents'
@@ -66,6 +67,39 @@ def ddim_inversion_step(schedule: Schedule, z_i: Tensor, eps: Tensor, i: Tensor,
     # latents (ẑ0 = z_i). Which step ε was evaluated at (i, or i_next as in the authors' code) is the caller's choice.
     z0 = tweedie_z0(schedule, z_i, eps, i)
     return _bc(abar_next.sqrt(), z_i) * z0 + _bc((1.0 - abar_next).sqrt(), z_i) * eps
+
+
+def resample_omega2(schedule: Schedule, i: Tensor, omega: float) -> Tensor:
+    """ReSample's ``ω_i² = ω (1-ᾱ_{i-1})/ᾱ_i (1 - ᾱ_i/ᾱ_{i-1})`` (METHOD.md §4, paper eq. 17); i (B,) -> (B,) float64.
+
+    ``i - 1`` is the previous *training* step, whatever grid the sampler walks (the authors' code; Table 2's ω
+    were tuned so); ᾱ below step 0 is 1, so ``ω_0² = ω_{-1}² = 0``.
+    """
+    abar, abar_prev = schedule.abar(i), schedule.abar(i - 1)
+    return omega * (1.0 - abar_prev) / abar * (1.0 - abar / abar_prev)
+
+
+def resample_moments(schedule: Schedule, z0_y: Tensor, z_prime: Tensor, i: Tensor,
+                     omega: float) -> tuple[Tensor, Tensor]:
+    """Mean (B, C, h, w) and variance (B,) of ReSample's stochastic resampling at level i (METHOD.md §4, eq. 16).
+
+    ``N((ω_i² a_i ẑ0(y) + b_i² z'_i)/(ω_i² + b_i²), ω_i² b_i²/(ω_i² + b_i²) I)``, the product of
+    ``q(z_i | ẑ0(y)) = N(a_i ẑ0(y), b_i² I)`` and ``N(z'_i, ω_i² I)``; z0_y, z_prime (B, C, h, w), i (B,).
+    At the clean end (b_i = 0, i = -1) the first factor is a point mass: the result is ẑ0(y), variance 0.
+    """
+    abar = schedule.abar(i)
+    b2 = 1.0 - abar
+    w2 = resample_omega2(schedule, i, omega)
+    weight = torch.where(b2 > 0, w2 / (w2 + b2), torch.ones_like(b2))  # share of the data-consistent estimate
+    mean = _bc(weight * abar.sqrt(), z0_y) * z0_y + _bc(1.0 - weight, z_prime) * z_prime
+    return mean, (weight * b2).to(z0_y.dtype)
+
+
+def stochastic_resample(schedule: Schedule, z0_y: Tensor, z_prime: Tensor, i: Tensor, omega: float,
+                        noise: Tensor) -> Tensor:
+    """A draw of ReSample's resampling distribution at level i (METHOD.md §4, eq. 16); (B, C, h, w), i (B,)."""
+    mean, var = resample_moments(schedule, z0_y, z_prime, i, omega)
+    return mean + _bc(var.sqrt(), mean) * noise
 
 
 def sampling_grid(num_train_steps: int, num_steps: int) -> Tensor:

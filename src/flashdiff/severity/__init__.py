@@ -1,6 +1,6 @@
 """The severity encoder and the start-time policies (adapters) built on it."""
 
 from flashdiff.severity.encoder import SeverityEncoder
-from flashdiff.severity.start import ae, fixed, flash, noise_correction, none
+from flashdiff.severity.start import ae, fixed, flash, flash_ddim_encoding, noise_correction, none
 
-__all__ = ["SeverityEncoder", "ae", "fixed", "flash", "none", "noise_correction"]
+__all__ = ["SeverityEncoder", "ae", "fixed", "flash", "flash_ddim_encoding", "none", "noise_correction"]

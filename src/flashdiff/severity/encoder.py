@@ -38,7 +38,7 @@ class SeverityEncoder(nn.Module):
 
     def __init__(self, encoder: nn.Module, quant_conv: nn.Module | None, *, autoencoder_class: str,
                  autoencoder_config: dict[str, Any], scale_factor: float, head_lr_mult: float = 10.0,
-                 head_context: int = 0, head_stop_grad: bool = False) -> None:
+                 head_context: int = 0, head_stop_grad: bool = False, head_features: bool = False) -> None:
         super().__init__()
         if autoencoder_class not in AUTOENCODERS:
             raise TypeError(f"severity encoder needs an autoencoder of class {sorted(AUTOENCODERS)}, "
@@ -62,10 +62,20 @@ class SeverityEncoder(nn.Module):
                                          nn.Conv2d(self.head_context, self.latent_channels, 1))
             nn.init.zeros_(self.context[-1].weight)  # starts as the paper's head exactly
             nn.init.zeros_(self.context[-1].bias)
+        self.head_features = bool(head_features)
+        self._features: Tensor | None = None
+        if self.head_features:  # option, not the paper's: the 1x1 head also reads the encoder's last hidden features
+            width = self.encoder.conv_out.in_channels
+            self.feature_weight = nn.Parameter(torch.zeros(self.latent_channels, width, 1, 1))  # starts as the paper's
+            self.encoder.conv_out.register_forward_pre_hook(self._keep_features)
+
+    def _keep_features(self, module: nn.Module, args: tuple[Tensor, ...]) -> None:
+        """Forward pre-hook on ``encoder.conv_out``: keep its input, the features ``ẑ`` is computed from."""
+        self._features = args[0]
 
     @classmethod
-    def from_latent_diffusion(cls, ldm: LatentDiffusion, head_lr_mult: float = 10.0,
-                              head_context: int = 0, head_stop_grad: bool = False) -> SeverityEncoder:
+    def from_latent_diffusion(cls, ldm: LatentDiffusion, head_lr_mult: float = 10.0, head_context: int = 0,
+                              head_stop_grad: bool = False, head_features: bool = False) -> SeverityEncoder:
         """A trainable deep copy of ``E0`` (encoder + quant_conv) of ``ldm``, so that before training ``ẑ = E0(y)``."""
         ae = ldm.autoencoder
         name = type(ae).__name__
@@ -75,20 +85,32 @@ class SeverityEncoder(nn.Module):
         config["scaling_factor"] = ldm.scale_factor  # informative only: ``scale_factor`` is what is applied
         model = cls(copy.deepcopy(ae.encoder), copy.deepcopy(ae.quant_conv), autoencoder_class=name,
                     autoencoder_config=config, scale_factor=ldm.scale_factor, head_lr_mult=head_lr_mult,
-                    head_context=head_context, head_stop_grad=head_stop_grad)
+                    head_context=head_context, head_stop_grad=head_stop_grad, head_features=head_features)
         return model.requires_grad_(True).train()
 
-    def head(self, z: Tensor) -> Tensor:
-        """The σ head ``W ẑ + b`` (1×1 conv; with ``head_context``, ``W (ẑ + g(ẑ)) + b``), (B, C, h, w) -> same."""
+    def head(self, z: Tensor, features: Tensor | None = None) -> Tensor:
+        """The σ head ``W ẑ + b`` (1×1 conv), (B, C, h, w) -> same.
+
+        Options: ``head_context`` makes it ``W (ẑ + g(ẑ)) + b``; ``head_features`` adds ``V h`` with ``h``
+        (B, F, h, w) the encoder features ``ẑ`` is computed from (input of ``conv_out``).
+        """
         if self.head_context:
             z = z + self.context(z)
-        return F.conv2d(z, self.head_lr_mult * self.head_weight, self.head_lr_mult * self.head_bias)
+        out = F.conv2d(z, self.head_lr_mult * self.head_weight, self.head_lr_mult * self.head_bias)
+        if self.head_features:
+            out = out + F.conv2d(features, self.head_lr_mult * self.feature_weight)
+        return out
 
     def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """``Ê(y) = (ẑ, σ̂²)`` (paper eq. 2): (B, 3, H, W) in [0,1] -> (B, C, h, w), (B,)."""
         moments = self.quant_conv(self.encoder(2.0 * y - 1.0))
         z_hat = moments[:, : self.latent_channels] * self.scale_factor  # KL: posterior mean; VQ: unquantised
-        sigma2_hat = self.head(z_hat.detach() if self.head_stop_grad else z_hat).pow(2).mean(dim=(1, 2, 3))
+        features, self._features = self._features, None
+        if self.head_stop_grad:
+            z_hat_in, features = z_hat.detach(), None if features is None else features.detach()
+        else:
+            z_hat_in = z_hat
+        sigma2_hat = self.head(z_hat_in, features).pow(2).mean(dim=(1, 2, 3))
         return z_hat, sigma2_hat
 
     @torch.no_grad()
@@ -100,6 +122,8 @@ class SeverityEncoder(nn.Module):
         factor = (float(v0) / current) ** 0.5
         self.head_weight.mul_(factor)
         self.head_bias.mul_(factor)
+        if self.head_features:
+            self.feature_weight.mul_(factor)
         log.info("σ head rescaled by %.4g: mean σ̂² %.4g -> %.4g", factor, current, v0)
         return factor
 
@@ -118,7 +142,8 @@ class SeverityEncoder(nn.Module):
         return {"_class_name": type(self).__name__, "autoencoder_class": self.autoencoder_class,
                 "autoencoder_config": self.autoencoder_config, "scale_factor": self.scale_factor,
                 "head_lr_mult": self.head_lr_mult, "latent_channels": self.latent_channels,
-                "head_context": self.head_context, "head_stop_grad": self.head_stop_grad}
+                "head_context": self.head_context, "head_stop_grad": self.head_stop_grad,
+                "head_features": self.head_features}
 
     def save_pretrained(self, folder: str | Path, metadata: dict[str, Any] | None = None) -> None:
         """Write ``<folder>/model.safetensors`` and ``<folder>/config.json`` (plus optional ``metadata``)."""
@@ -143,7 +168,8 @@ class SeverityEncoder(nn.Module):
         ae = AUTOENCODERS[name].from_config(config["autoencoder_config"])
         model = cls(ae.encoder, ae.quant_conv, autoencoder_class=name, autoencoder_config=config["autoencoder_config"],
                     scale_factor=config["scale_factor"], head_lr_mult=config["head_lr_mult"],
-                    head_context=config.get("head_context", 0), head_stop_grad=config.get("head_stop_grad", False))
+                    head_context=config.get("head_context", 0), head_stop_grad=config.get("head_stop_grad", False),
+                    head_features=config.get("head_features", False))
         model.load_state_dict(load_file(folder / WEIGHTS_NAME))
         log.info("loaded severity encoder (%s, scale %.4f) from %s", name, model.scale_factor, folder)
         return model.requires_grad_(False).eval()

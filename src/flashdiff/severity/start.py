@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from flashdiff.diffusion.model import LatentDiffusion
 from flashdiff.diffusion.sampling import randn_rows
-from flashdiff.diffusion.steps import sampling_grid, snr_match
+from flashdiff.diffusion.steps import ddim_inversion_step, sampling_grid, snr_match
 from flashdiff.types import Start
 
 
@@ -82,3 +82,34 @@ def fixed(model: LatentDiffusion, y: Tensor, num_steps: int, generators: Sequenc
     out = _start_at(model, z_hat, k, grid, c, None, generators)
     out.sigma2_hat = sigma2
     return out
+
+
+@torch.no_grad()
+def flash_ddim_encoding(model: LatentDiffusion, y: Tensor, num_steps: int, generators: Sequence[torch.Generator], *,
+                        encoder: nn.Module) -> Start:
+    """Flash with adaptive DDIM encoding (paper App. E): the start step as ``flash``, but ``z_start`` is ẑ carried
+    there by deterministic DDIM inversion over the solver's grid instead of noise correction.
+
+    Sample b inverts from clean up through ``grid[N-1], ..., grid[k_b]`` (``N - k_b`` UNet forwards, ε evaluated
+    at the target step as in the authors' code, which also makes the first step from clean well defined); a
+    match at the cleanest step returns ẑ with no forward. Only samples still ascending are run through the UNet.
+    The forwards are returned in ``Start.score_forwards``. Pair it with a DDIM solver (δ = 0 inverts exactly).
+    """
+    z_hat, sigma2 = encoder(y)  # (B, C, h, w), (B,)
+    grid = sampling_grid(model.schedule.num_steps, num_steps).to(z_hat.device)  # descending
+    n = grid.numel()
+    k = snr_match(model.schedule, grid, sigma2).to(z_hat.device)  # (B,)
+    steps = n - 1 - k
+    z = z_hat.clone()
+    forwards = torch.zeros(z.shape[0], dtype=torch.int64, device=z.device)
+    current = torch.full((z.shape[0],), -1, dtype=torch.int64, device=z.device)  # -1: clean
+    for p in range(n - 1, int(k.min().item()) - 1, -1):  # ascending noise
+        rows = torch.nonzero((steps > 0) & (k <= p)).flatten()
+        if rows.numel() == 0:
+            continue
+        target = grid[p].expand(rows.numel())
+        eps = model.eps(z[rows], target)
+        z[rows] = ddim_inversion_step(model.schedule, z[rows], eps, current[rows], target)
+        current[rows], forwards[rows] = target, forwards[rows] + 1
+    t_start = [int(grid[kb]) if s > 0 else None for kb, s in zip(k.tolist(), steps.tolist())]
+    return Start(z, steps.to(torch.int64).cpu(), t_start, sigma2, score_forwards=forwards.cpu())

@@ -11,37 +11,20 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from flashdiff.diffusion.guidance import latent_guidance
 from flashdiff.diffusion.model import LatentDiffusion
-from flashdiff.diffusion.sampling import Guidance, make_step, reverse_diffusion
-from flashdiff.diffusion.steps import sampling_grid
+from flashdiff.diffusion.sampling import grid_and_step, reverse_diffusion
 from flashdiff.types import Operator, Params, SolverOutput
-
-
-def take(params: Params, rows: Tensor) -> Params:
-    """The per-sample parameters of some batch rows."""
-    return {k: v[rows.to(v.device)] for k, v in params.items()}
-
-
-def dps_guidance(model: LatentDiffusion, op: Operator, y: Tensor, params: Params, eta: float) -> Guidance:
-    """``η ||y - A(D0(ẑ0))||_2`` per sample, in [-1, 1] units; the residual norm normalises the DPS step."""
-
-    def loss(z0_hat: Tensor, rows: Tensor) -> Tensor:
-        residual = 2.0 * (y[rows] - op.A(model.decode(z0_hat), take(params, rows)))  # (A, 3, H, W)
-        return eta * residual.flatten(1).norm(dim=1)
-
-    return loss
 
 
 def latent_dps(model: LatentDiffusion, op: Operator, y: Tensor, params: Params, z_start: Tensor, start: Tensor, *,
                generators: Sequence[torch.Generator], num_steps: int = 1000, eta: float = 1.0,
                delta: float | None = None) -> SolverOutput:
-    """Latent-DPS from ``z_start`` (B, C, h, w) over each sample's last ``start`` (B,) steps; NFE (B,).
+    """Latent-DPS from ``z_start`` (B, C, h, w) over each sample's last ``start`` (B,) steps; NFE and costs (B,).
 
     ``delta=None`` runs ancestral DDPM (``num_steps`` must be the schedule's 1000); a float δ runs DDIM on the
-    ``num_steps`` grid with that stochasticity (App. D).
+    ``num_steps`` grid with that stochasticity (App. D). Per step: one UNet forward, one decoder call, one backward.
     """
-    if delta is None and num_steps != model.schedule.num_steps:
-        raise ValueError(f"solver.num_steps={num_steps} needs DDIM: set solver.delta (0 deterministic, 1 DDPM-like)")
-    grid = sampling_grid(model.schedule.num_steps, num_steps)
-    return reverse_diffusion(model, z_start, start, grid, make_step(model.schedule, delta), generators,
-                             guidance=dps_guidance(model, op, y, params, eta))
+    grid, step = grid_and_step(model.schedule, num_steps, delta)
+    return reverse_diffusion(model, z_start, start, grid, step, generators,
+                             guidance=latent_guidance(model, op, y, params, eta))

@@ -81,6 +81,19 @@ def _load_checkpoint(ckpt: Path, model: nn.Module, ema: EMAModel | None, optimiz
     return state["step"], state.get("seconds", 0.0)
 
 
+def _with_ema(ema: EMAModel | None, params: list[nn.Parameter], action: Callable[..., None], *args: Any) -> None:
+    """``action(*args)`` with the EMA weights swapped into ``params`` (as they will be returned), then swap back."""
+    if ema is None:
+        action(*args)
+        return
+    ema.store(params)
+    ema.copy_to(params)
+    try:
+        action(*args)
+    finally:
+        ema.restore(params)
+
+
 def fit(model: nn.Module, dataset: Dataset, settings: LoopSettings, workdir: str | Path, *, run: Any = None,
         desc: str = "train", callback: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
     """Train ``model`` (``model(batch) -> {"loss": ..., other terms}``) for ``settings.steps`` steps.
@@ -89,7 +102,7 @@ def fit(model: nn.Module, dataset: Dataset, settings: LoopSettings, workdir: str
     Checkpoints go to ``workdir/checkpoint`` every ``checkpoint_every`` steps (``state.json``: the step and the
     training seconds so far); with ``resume`` a rerun continues from there. Works under ``accelerate launch``
     (data parallel) and as a plain single process. ``callback(step, model)`` (e.g. validation) runs on the main
-    process every ``validate_every`` steps.
+    process every ``validate_every`` steps, with the EMA weights when ``ema_decay`` is set.
     """
     accelerator = Accelerator()
     set_seed(settings.seed)
@@ -132,7 +145,7 @@ def fit(model: nn.Module, dataset: Dataset, settings: LoopSettings, workdir: str
                 run.log(scalars, step=step + 1)
         due = settings.validate_every and (step + 1) % settings.validate_every == 0
         if callback is not None and due and accelerator.is_main_process:
-            callback(step + 1, accelerator.unwrap_model(model))
+            _with_ema(ema, trainable, callback, step + 1, accelerator.unwrap_model(model))
         if accelerator.is_main_process and ((step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps):
             _save_checkpoint(ckpt, step + 1, seconds + time.perf_counter() - tic, accelerator.unwrap_model(model), ema,
                              optimizer, scheduler)

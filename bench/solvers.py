@@ -1,0 +1,68 @@
+"""Benchmark: every latent solver with and without Flash, on toy varying blur and toy inpainting (issue 4's bars).
+
+For each experiment × solver it runs ``adapter=none`` (the solver from pure noise, its full grid) and
+``adapter=flash`` on the same test images, each as its own ``python -m flashdiff`` process, and appends one
+table (PSNR, SSIM, mean NFE, NFE ratio, ΔPSNR, s/image, the solvers' mean costs) with date, commit and machine
+to bench/results/solvers.md.
+
+Usage: .venv/bin/python bench/solvers.py [--num-images 32] [--solvers latent_dps gml_dps psld resample]
+       [--experiments toy_varblur toy_inpaint] [--adapters none flash]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from flash_vs_baseline import ROOT, run_method
+
+COSTS = ("score_forwards", "backward_passes", "decoder_calls", "encoder_calls", "inner_iterations")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-images", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--solvers", nargs="+", default=["latent_dps", "gml_dps", "psld", "resample"])
+    parser.add_argument("--experiments", nargs="+", default=["toy_varblur", "toy_inpaint"])
+    parser.add_argument("--adapters", nargs="+", default=["none", "flash"])
+    parser.add_argument("--extra", nargs="*", default=[], help="more overrides for every run, e.g. solver.eta=0.5")
+    args = parser.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    header = (f"\n## {time.strftime('%Y-%m-%d %H:%M')} · commit {commit.stdout.strip()} · {platform.machine()}, "
+              f"{os.cpu_count()} CPUs · first {args.num_images} test images, batch {args.batch_size}"
+              + (f" · {' '.join(args.extra)}" if args.extra else "") + "\n\n"
+              "| experiment | solver | adapter | PSNR | SSIM | mean NFE | NFE ÷ baseline | ΔPSNR vs baseline "
+              "| s/image | "
+              + " | ".join(COSTS) + " |\n|" + "---|" * (9 + len(COSTS)) + "\n")
+    results = ROOT / "bench" / "results" / "solvers.md"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for exp in args.experiments:
+            for solver in args.solvers:
+                runs = {}
+                for adapter in args.adapters:
+                    overrides = [f"+experiment={exp}", f"solver={solver}", f"adapter={adapter}",
+                                 f"num_images={args.num_images}", f"batch_size={args.batch_size}", *args.extra]
+                    runs[adapter] = r = run_method(f"{exp}-{solver}-{adapter}", overrides, Path(tmp))
+                    base = runs.get("none")
+                    ratio = f"{base['nfe_mean'] / r['nfe_mean']:.1f}×" if base and r["nfe_mean"] > 0 else "–"
+                    delta = f"{r['psnr'] - base['psnr']:+.2f}" if base else "–"
+                    line = (f"| {exp} | {solver} | {adapter} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
+                            f"{r['nfe_mean']:.1f} | {ratio} | {delta} | {r['seconds_per_image']:.3f} | "
+                            + " | ".join(f"{r.get(c + '_mean', float('nan')):.1f}" for c in COSTS) + " |\n")
+                    lines.append(line)
+                    print(line, end="", flush=True)
+    with open(results, "a") as f:
+        f.write(header + "".join(lines))
+    print(header + "".join(lines))
+
+
+if __name__ == "__main__":
+    main()
