@@ -52,8 +52,10 @@ bench:  ## the Flash-vs-baseline benchmark on a fixed toy subset (appends to ben
 toy-models:  ## retrain the bundled toy models from scratch: autoencoder + latent DDPM (models/toy_ldm), severity encoders
 	$(PY) -m flashdiff.train train=autoencoder
 	$(PY) -m flashdiff.train train=latent_ddpm
+	$(PY) -m flashdiff.train train=pixel_ddpm  # pixel DPS's model (models/toy_pixel_ddpm)
 	$(PY) -m flashdiff.train train=severity_blur train.loop.lr=3e-4 train.head_context=32  # the bundled one's options
 	$(PY) -m flashdiff.train train=severity_inpaint
+	$(PY) -m flashdiff.train train=swinir  # the supervised comparison (models/toy_swinir_blur)
 	$(PY) -m flashdiff.train.evaluate_toy
 
 clean:  ## remove caches and run outputs (keeps .venv and models/)

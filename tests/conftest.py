@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_AE = {"block_out_channels": [8, 16], "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 4}
 TINY_UNET = {"block_out_channels": [16, 32], "layers_per_block": 1, "down_block_types": ["DownBlock2D", "DownBlock2D"],
              "up_block_types": ["UpBlock2D", "UpBlock2D"], "norm_num_groups": 8}
+TINY_SWINIR = {"embed_dim": 12, "depths": [2], "num_heads": [2], "window_size": 4, "img_size": 32, "mlp_ratio": 1.0}
 
 
 def build_tiny_ldm(image_size: int = 32):
@@ -68,4 +69,15 @@ def tiny_encoder_dir(tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("tiny_encoder")
     SeverityEncoder.from_latent_diffusion(build_tiny_ldm()).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_swinir_dir(tmp_path_factory) -> Path:
+    """A tiny random SwinIR folder, loadable as solver.network.folder=<it> (solver=swinir)."""
+    from flashdiff.solvers.swinir import SwinIRRestorer
+
+    path = tmp_path_factory.mktemp("tiny_swinir")
+    torch.manual_seed(0)
+    SwinIRRestorer(TINY_SWINIR).save_pretrained(path)
     return path

@@ -52,9 +52,11 @@ def train(cfg: DictConfig) -> None:
     """Train the model named by ``train.name`` (conf/train/)."""
     from hydra.utils import instantiate
 
+    from flashdiff.diffusion import PixelDiffusion, pixel_scheduler
     from flashdiff.train.commands import train_autoencoder, train_latent_ddpm
     from flashdiff.train.loop import LoopSettings
     from flashdiff.train.severity import train_severity_encoder
+    from flashdiff.train.swinir import train_swinir
 
     settings = LoopSettings(**OmegaConf.to_container(cfg.train.loop, resolve=True))
     arch = OmegaConf.to_container(cfg.train.arch, resolve=True) if "arch" in cfg.train else {}
@@ -67,6 +69,9 @@ def train(cfg: DictConfig) -> None:
         elif cfg.train.name == "latent_ddpm":
             ldm = instantiate(cfg.model, unet_subfolder=None)
             train_latent_ddpm(arch, settings, ldm, train_set, out, workdir, run)
+        elif cfg.train.name == "pixel_ddpm":  # the same trainer on pixels (identity autoencoder)
+            pixels = PixelDiffusion(None, pixel_scheduler(), sample_size=int(cfg.dataset.size))
+            train_latent_ddpm(arch, settings, pixels, train_set, out, workdir, run)
         elif cfg.train.name == "severity":
             ldm = instantiate(cfg.model, unet_subfolder=None)
             train_severity_encoder(ldm, instantiate(cfg.train.operator), settings, train_set, val_set, out, workdir,
@@ -76,6 +81,9 @@ def train(cfg: DictConfig) -> None:
                                    head_features=cfg.train.head_features, run=run,
                                    test_set=instantiate(cfg.dataset, split="test"),
                                    max_val_images=cfg.train.max_val_images)
+        elif cfg.train.name == "swinir":
+            train_swinir(arch, instantiate(cfg.train.operator), settings, train_set, val_set, out, workdir, run=run,
+                         max_val_images=cfg.train.max_val_images, identity_init=cfg.train.identity_init)
         else:
             raise ValueError(f"train={cfg.train.name}: unknown training command (see conf/train/)")
     finally:

@@ -35,8 +35,9 @@ def _rows(batch: dict, params: Params, begin: Start, result: SolverOutput, p: to
           seconds: float) -> list[dict[str, Any]]:
     """One ``samples.csv`` row per image of a batch; the solver's per-sample costs come after the metrics."""
     sigma2 = [None] * len(p) if begin.sigma2_hat is None else begin.sigma2_hat.tolist()
+    t_start = [None] * len(p) if result.images is not None else begin.t_start  # pixel methods run no diffusion
     return [{"index": int(batch["index"][b]), "image_id": batch["id"][b], "severity": float(params["severity"][b]),
-             "sigma2_hat": sigma2[b], "t_start": begin.t_start[b], "nfe": int(result.nfe[b]), "psnr": float(p[b]),
+             "sigma2_hat": sigma2[b], "t_start": t_start[b], "nfe": int(result.nfe[b]), "psnr": float(p[b]),
              "ssim": float(s[b]), "lpips": None, "seconds": seconds}
             | {name: int(getattr(result, name)[b]) for name in COUNTERS} for b in range(len(p))]
 
@@ -55,7 +56,7 @@ def evaluate(cfg: DictConfig, device: torch.device, run: Any = None) -> dict[str
     op = instantiate(cfg.operator).to(device)
     model = instantiate(cfg.model).to(device)
     solver, adapter = instantiate(cfg.solver), instantiate(cfg.adapter)
-    for part in adapter.keywords.values():  # the severity encoder, where the adapter has one
+    for part in (*adapter.keywords.values(), *solver.keywords.values()):  # severity encoder, SwinIR network
         if isinstance(part, torch.nn.Module):
             part.to(device).eval()
     num_steps = int(cfg.solver.num_steps)
@@ -73,7 +74,7 @@ def evaluate(cfg: DictConfig, device: torch.device, run: Any = None) -> dict[str
         result = solver(model, op, y, params, begin.latents, begin.steps, generators=generators)
         if begin.score_forwards is not None:  # the adapter's own UNet forwards (DDIM encoding) count too
             result.score_forwards = result.score_forwards + begin.score_forwards.to(result.score_forwards)
-        x_hat = model.decode(result.latents).clamp(0, 1)
+        x_hat = (model.decode(result.latents) if result.images is None else result.images).clamp(0, 1)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = (time.perf_counter() - started) / x.shape[0]

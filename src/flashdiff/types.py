@@ -42,6 +42,8 @@ class SolverOutput:
     decoder_calls: Tensor  # (B,) int64, rows through D0
     encoder_calls: Tensor  # (B,) int64, rows through E0 (GML-DPS, PSLD)
     inner_iterations: Tensor  # (B,) int64, ReSample's hard-data-consistency optimiser steps (0 for others)
+    images: Tensor | None = None  # (B, 3, H, W) in [0, 1]: a pixel-space method's result (SwinIR), used instead of
+    # decoding the latents
 
 
 @dataclass

@@ -14,10 +14,11 @@ def resolve_model_path(path_or_id: str, subfolders: list[str], config_key: str =
     """A local folder holding ``subfolders``, downloading a hub id first (fails at once when offline)."""
     local = Path(path_or_id).expanduser()
     if local.exists():
-        missing = [s for s in subfolders if not (local / s / "config.json").exists()]
+        configs = ("config.json", "scheduler_config.json")  # models, schedulers
+        missing = [s for s in subfolders if not any((local / s / c).exists() for c in configs)]
         if missing:
             raise ModelNotFoundError(f"{config_key}={path_or_id}: the folder lacks {missing} (each needs a config.json "
-                                     "as written by save_pretrained)")
+                                     "or scheduler_config.json as written by save_pretrained)")
         return local
     if path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") != 1:
         raise ModelNotFoundError(f"{config_key}={path_or_id}: no such folder (for a bundled toy model run "

@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from diffusers import AutoencoderKL, UNet2DModel, VQModel
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel, VQModel
 from torch import Tensor, nn
 
 from flashdiff.diffusion.schedule import Schedule
@@ -95,3 +95,45 @@ class LatentDiffusion(nn.Module):
         self.autoencoder.save_pretrained(path / autoencoder_subfolder, safe_serialization=True)
         if self.unet is not None:
             self.unet.save_pretrained(path / "unet", safe_serialization=True)
+
+
+class PixelDiffusion(LatentDiffusion):
+    """A pixel-space diffusion model behind the latent interface: ``z = 2x - 1`` (the identity autoencoder).
+
+    Every latent solver then runs in pixel space; Latent-DPS on it is pixel DPS (Chung et al. 2023, App. A).
+    ``scheduler`` is the diffusers DDPMScheduler the UNet was trained with (e.g. linear 1e-4 → 0.02).
+    """
+
+    def __init__(self, unet: UNet2DModel | None, scheduler: DDPMScheduler, sample_size: int,
+                 channels: int = 3) -> None:
+        super().__init__(None, unet, 1.0, Schedule.from_scheduler(scheduler))
+        self.scheduler = scheduler
+        self.sample_size, self.channels = int(sample_size), int(channels)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return self.channels, self.sample_size, self.sample_size
+
+    def encode(self, x: Tensor) -> Tensor:
+        """[0, 1] -> the model's [-1, 1]; (B, 3, H, W)."""
+        return 2.0 * x - 1.0
+
+    def decode(self, z: Tensor) -> Tensor:
+        """[-1, 1] -> [0, 1] (unclipped); (B, 3, H, W)."""
+        return (z + 1.0) / 2.0
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, unet_subfolder: str = "unet",
+                        scheduler_subfolder: str = "scheduler") -> PixelDiffusion:
+        """Load a diffusers DDPM pipeline folder or hub id (``unet/`` + ``scheduler/``, e.g.
+        ``google/ddpm-ema-celebahq-256``, or one written by ``python -m flashdiff.train train=pixel_ddpm``)."""
+        from flashdiff.diffusion.hub import resolve_model_path
+
+        root = resolve_model_path(str(path), [scheduler_subfolder, unet_subfolder])
+        scheduler = DDPMScheduler.from_pretrained(root / scheduler_subfolder)
+        unet = UNet2DModel.from_pretrained(root / unet_subfolder)
+        model = cls(unet, scheduler, unet.config.sample_size, unet.config.in_channels)
+        model.requires_grad_(False).eval()
+        log.info("loaded pixel DDPM (%d steps, %d px) from %s", model.schedule.num_steps, model.sample_size, root)
+        return model

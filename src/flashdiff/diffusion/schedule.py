@@ -21,6 +21,12 @@ def ldm_scheduler(num_train_timesteps: int = LDM_NUM_STEPS, beta_start: float = 
                          prediction_type="epsilon")
 
 
+def pixel_scheduler(num_train_timesteps: int = 1000) -> DDPMScheduler:
+    """The pixel DDPM schedule of Ho et al. (linear β 1e-4 → 0.02), as google/ddpm-* models use."""
+    return DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_start=1e-4, beta_end=0.02,
+                         beta_schedule="linear")
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Per-step tables of a discrete DDPM schedule, indexed by the training step i = 0..T-1."""

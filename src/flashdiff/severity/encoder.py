@@ -8,7 +8,6 @@ so a saved encoder loads without the LDM folder it came from.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from diffusers import VQModel
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from flashdiff.diffusion.model import AUTOENCODERS, LatentDiffusion
+from flashdiff.weights import CONFIG_NAME, FolderSaved, read_folder
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
-class SeverityEncoder(nn.Module):
+class SeverityEncoder(FolderSaved, nn.Module):
     """``y`` (B, 3, H, W) in [0,1] -> ``ẑ`` (B, C, h, w) in ``LatentDiffusion.encode`` units and ``σ̂²`` (B,).
 
     ``ẑ = scale * quant_conv(encoder(2y - 1))`` (for AutoencoderKL the first half of the moments, the posterior
@@ -145,32 +142,21 @@ class SeverityEncoder(nn.Module):
                 "head_context": self.head_context, "head_stop_grad": self.head_stop_grad,
                 "head_features": self.head_features}
 
-    def save_pretrained(self, folder: str | Path, metadata: dict[str, Any] | None = None) -> None:
-        """Write ``<folder>/model.safetensors`` and ``<folder>/config.json`` (plus optional ``metadata``)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, folder / WEIGHTS_NAME)
-        config = self.config() | ({"metadata": metadata} if metadata else {})
-        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> SeverityEncoder:
         """Rebuild from ``config.json`` with diffusers ``from_config``, load the safetensors weights; eval mode."""
-        folder = Path(folder)
-        if not (folder / CONFIG_NAME).exists() or not (folder / WEIGHTS_NAME).exists():
-            raise FileNotFoundError(f"severity_encoder={folder}: no severity encoder there ({CONFIG_NAME} + "
-                                    f"{WEIGHTS_NAME}); train one with `python -m flashdiff.train "
-                                    "train=severity_blur` (or `make toy-models`), or point severity_encoder at one")
-        config = json.loads((folder / CONFIG_NAME).read_text())
+        config, weights = read_folder(folder, f"severity_encoder={folder}: no severity encoder there; train one with "
+                                              "`python -m flashdiff.train train=severity_blur` (or `make toy-models`), "
+                                              "or point severity_encoder at one")
         name = config["autoencoder_class"]
         if name not in AUTOENCODERS:
-            raise TypeError(f"{folder / CONFIG_NAME}: unknown autoencoder_class {name!r}")
+            raise TypeError(f"{Path(folder) / CONFIG_NAME}: unknown autoencoder_class {name!r}")
         ae = AUTOENCODERS[name].from_config(config["autoencoder_config"])
         model = cls(ae.encoder, ae.quant_conv, autoencoder_class=name, autoencoder_config=config["autoencoder_config"],
                     scale_factor=config["scale_factor"], head_lr_mult=config["head_lr_mult"],
                     head_context=config.get("head_context", 0), head_stop_grad=config.get("head_stop_grad", False),
                     head_features=config.get("head_features", False))
-        model.load_state_dict(load_file(folder / WEIGHTS_NAME))
+        model.load_state_dict(weights)
         log.info("loaded severity encoder (%s, scale %.4f) from %s", name, model.scale_factor, folder)
         return model.requires_grad_(False).eval()
 

@@ -15,7 +15,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DModel
 from torch.utils.data import Dataset
 
-from flashdiff.diffusion.model import LatentDiffusion
+from flashdiff.diffusion.model import LatentDiffusion, PixelDiffusion
 from flashdiff.diffusion.schedule import ldm_scheduler
 from flashdiff.train.autoencoder import AutoencoderObjective, latent_scale, reconstruction_psnr
 from flashdiff.train.latent_ddpm import LatentDDPMObjective
@@ -63,13 +63,17 @@ def train_autoencoder(arch: dict[str, Any], kl_weight: float, settings: LoopSett
 
 def train_latent_ddpm(arch: dict[str, Any], settings: LoopSettings, ldm: LatentDiffusion, train_set: Dataset,
                       output_dir: str | Path, workdir: str | Path, run: Any = None) -> dict:
-    """Train eps_theta on the frozen autoencoder's latents; save ``<output_dir>/unet`` and ``/scheduler``."""
+    """Train eps_theta on the frozen autoencoder's latents; save ``<output_dir>/unet`` and ``/scheduler``.
+
+    With a ``PixelDiffusion`` (identity autoencoder) this trains a pixel DDPM on its own schedule.
+    """
     started = time.perf_counter()
     c, h, _ = ldm.latent_shape
     unet = UNet2DModel(sample_size=h, in_channels=c, out_channels=c, **arch)
     unet = fit(LatentDDPMObjective(unet, ldm), train_set, settings, workdir, run=run, desc="latent_ddpm").unet
     unet.save_pretrained(Path(output_dir) / "unet", safe_serialization=True)
-    ldm_scheduler().save_pretrained(Path(output_dir) / "scheduler")
+    (ldm.scheduler if isinstance(ldm, PixelDiffusion) else ldm_scheduler()).save_pretrained(
+        Path(output_dir) / "scheduler")
     result = {"seconds": time.perf_counter() - started, "parameters": sum(p.numel() for p in unet.parameters())}
     record_training(Path(output_dir) / "unet", workdir, result, settings, arch)
     log.info("latent DDPM saved to %s/unet: %s", output_dir, json.dumps(result))
