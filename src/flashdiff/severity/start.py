@@ -46,6 +46,11 @@ def noise_correction(z_hat: Tensor, sigma2: Tensor, c: float, generators: Sequen
     return (1.0 - v).sqrt() * z_hat + v.sqrt() * eps
 
 
+def _t_start(grid: Tensor, k: Tensor, steps: Tensor) -> list[int | None]:
+    """Training step of each sample's start (``grid[k]``), None where no reverse step runs; k, steps (B,)."""
+    return [int(grid[kb]) if s > 0 else None for kb, s in zip(k.tolist(), steps.tolist())]
+
+
 def _start_at(model: LatentDiffusion, z_hat: Tensor, k: Tensor, grid: Tensor, c: float, sigma2: Tensor | None,
               generators: Sequence[torch.Generator]) -> Start:
     """A start at grid positions ``k`` (B,): noise correction with ``level`` (σ̂², else 1 - abar_k); ẑ if none runs."""
@@ -54,8 +59,7 @@ def _start_at(model: LatentDiffusion, z_hat: Tensor, k: Tensor, grid: Tensor, c:
     level = sigma2 if sigma2 is not None else (1.0 - model.schedule.abar(grid[k])).float().to(z_hat.device)
     z = noise_correction(z_hat, level, c, generators)
     z = torch.where((steps == 0).view(-1, 1, 1, 1).to(z.device), z_hat, z)  # start 0: the result is ẑ
-    t_start = [int(grid[kb]) if s > 0 else None for kb, s in zip(k.tolist(), steps.tolist())]
-    return Start(z, steps.to(torch.int64).cpu(), t_start, sigma2)
+    return Start(z, steps.to(torch.int64).cpu(), _t_start(grid, k, steps), sigma2)
 
 
 @torch.no_grad()
@@ -111,5 +115,4 @@ def flash_ddim_encoding(model: LatentDiffusion, y: Tensor, num_steps: int, gener
         eps = model.eps(z[rows], target)
         z[rows] = ddim_inversion_step(model.schedule, z[rows], eps, current[rows], target)
         current[rows], forwards[rows] = target, forwards[rows] + 1
-    t_start = [int(grid[kb]) if s > 0 else None for kb, s in zip(k.tolist(), steps.tolist())]
-    return Start(z, steps.to(torch.int64).cpu(), t_start, sigma2, score_forwards=forwards.cpu())
+    return Start(z, steps.to(torch.int64).cpu(), _t_start(grid, k, steps), sigma2, score_forwards=forwards.cpu())
