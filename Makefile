@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup lock test test-slow lint format run demo bench toy-models clean
+.PHONY: help setup lock test test-slow lint format run demo bench toy-models report toy-report clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,7 +56,16 @@ toy-models:  ## retrain the bundled toy models from scratch: autoencoder + laten
 	$(PY) -m flashdiff.train train=severity_blur train.loop.lr=3e-4 train.head_context=32  # the bundled one's options
 	$(PY) -m flashdiff.train train=severity_inpaint
 	$(PY) -m flashdiff.train train=swinir  # the supervised comparison (models/toy_swinir_blur)
+	$(PY) -m flashdiff.train train=fd_features  # the toy feature network of fd_toy (models/toy_fd_features)
 	$(PY) -m flashdiff.train.evaluate_toy
+
+RUNS ?= outputs
+REPORT_DIR ?= outputs/report
+report:  ## Table 1 + figures from run folders: make report RUNS="dir1 dir2" [REPORT_DIR=...]
+	$(PY) -m flashdiff.report $(RUNS) --out $(REPORT_DIR)
+
+toy-report:  ## every toy study with small image counts, then the report into experiments/results/toy (~45-50 min)
+	bash bench/toy_report.sh
 
 clean:  ## remove caches and run outputs (keeps .venv and models/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache build dist src/*.egg-info

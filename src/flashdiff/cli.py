@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,24 +30,111 @@ def resolve_device(device: str) -> torch.device:
 
 def _start_logger(cfg: DictConfig, job_type: str):
     """A wandb run from the ``logger`` group, configured with the whole resolved config."""
-    from flashdiff.tracking import start_run
+    from flashdiff.distributed import is_main_process
+    from flashdiff.tracking import start_run, sweep_group
 
+    if not is_main_process():  # one wandb run per job, the main process's, however many processes share it
+        import wandb
+
+        return wandb.init(mode="disabled")
     config = OmegaConf.to_container(cfg, resolve=True)
-    return start_run(cfg.logger.mode, cfg.logger.project, entity=cfg.logger.entity, group=cfg.logger.group,
-                     tags=list(cfg.logger.tags), job_type=job_type, config=config,
-                     directory=hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    hc = hydra.core.hydra_config.HydraConfig.get()
+    multirun = hc.mode.name == "MULTIRUN"  # runs of one sweep share a group: the sweep folder
+    return start_run(cfg.logger.mode, cfg.logger.project, entity=cfg.logger.entity,
+                     group=sweep_group(hc.mode.name, hc.sweep.dir, cfg.logger.group),
+                     name=f"{hc.job.num}:{hc.job.override_dirname}" if multirun else None,
+                     tags=list(cfg.logger.tags), job_type=job_type, config=config, directory=hc.runtime.output_dir)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
-    """Reconstruct the test set and write per-image records (see ``flashdiff.evaluate``)."""
+def main(cfg: DictConfig) -> float | None:
+    """Reconstruct the test set and write per-image records (see ``flashdiff.evaluate``); returns the summary's
+    ``objective`` metric when the config names one (what a sweeper such as Optuna optimises)."""
+    from flashdiff.distributed import process_device
     from flashdiff.evaluate import evaluate
+    from flashdiff.select import objective
 
-    run = _start_logger(cfg, "reconstruction")
+    if missing := sorted(OmegaConf.missing_keys(cfg)):  # e.g. the best eta of a greedy search's first stage
+        raise ValueError(f"set {', '.join(missing)} on the command line (see the sweep file's header)")
+    preflight(cfg)
+    summary = _finished(cfg)
+    if summary is None:
+        run = _start_logger(cfg, "reconstruction")
+        try:
+            summary = evaluate(cfg=cfg, device=process_device(resolve_device(cfg.device)), run=run)
+        finally:
+            run.finish()
+    return objective(summary, cfg.objective) if cfg.get("objective") else None
+
+
+def preflight(cfg: DictConfig) -> None:
+    """Fail fast, before any network, model or logger starts, naming *every* missing input at once: the dataset
+    folder (its ``paths.*`` key) and the model (``model.path``, a folder or hub id)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from flashdiff.diffusion.hub import ModelNotFoundError, resolve_model_path
+
+    problems = []
     try:
-        evaluate(cfg=cfg, device=resolve_device(cfg.device), run=run)
-    finally:
-        run.finish()
+        instantiate(cfg.dataset)
+    except (InstantiationException, FileNotFoundError) as err:
+        problems.append(f"dataset={HydraConfig.get().runtime.choices.get('dataset')}: {err.__cause__ or err}")
+    if "path" in cfg.model:
+        subfolders = [str(v) for k, v in cfg.model.items() if str(k).endswith("_subfolder") and v]
+        try:
+            resolve_model_path(str(cfg.model.path), subfolders)
+        except ModelNotFoundError as err:
+            problems.append(f"model={HydraConfig.get().runtime.choices.get('model')}: {err}")
+    if problems:
+        raise FileNotFoundError("missing inputs:\n- " + "\n- ".join(problems))
+
+
+def _finished(cfg: DictConfig) -> dict | None:
+    """The summary of this run folder when it already holds every image of this config (a restarted sweep's
+    finished point), before any model or logger starts; None otherwise."""
+    from hydra.utils import instantiate
+
+    from flashdiff.select import finished_point
+
+    size = len(instantiate(cfg.dataset))
+    expected = size if cfg.num_images is None else min(int(cfg.num_images), size)
+    out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    summary = finished_point(out / "summary.json", expected, OmegaConf.to_container(cfg, resolve=True))
+    if summary is not None:
+        log.info("%s already holds all %d images of this config: skipped (delete its summary.json to redo it)",
+                 out, expected)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def severity_study(cfg: DictConfig) -> None:
+    """σ̂² of ``severity_encoder`` at a grid of severities × noise levels × noise seeds -> ``severity_study.csv``."""
+    import json
+
+    from hydra.utils import instantiate
+
+    from flashdiff.metrics.severity_study import ordering_by_noise, severity_study, write_study
+    from flashdiff.records import write_atomic
+    from flashdiff.severity.encoder import SeverityEncoder
+
+    study = {"noise_levels": [0.05], "n_levels": 10, "noise_seeds": 3, "num_images": 100, "severity_range": None}
+    study |= OmegaConf.to_container(cfg.study, resolve=True) if "study" in cfg else {}
+    out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    rows = severity_study(SeverityEncoder.from_pretrained(cfg.severity_encoder), instantiate(cfg.operator),
+                          instantiate(cfg.dataset), device=resolve_device(cfg.device), **study)
+    write_study(out / "severity_study.csv", rows)
+    oa = {sigma: sum(v) / len(v) for sigma, v in ordering_by_noise([{k: str(v) for k, v in r.items()}
+                                                                     for r in rows]).items()}
+    info = {"severity_encoder": cfg.severity_encoder, "operator": _choice("operator"), "study": study,
+            "ordering_accuracy_by_noise": oa}
+    write_atomic(out / "study.json", json.dumps(info, indent=2) + "\n")
+    log.info("ordering accuracy by test noise level: %s -> %s", json.dumps(oa), out / "severity_study.csv")
+
+
+def _choice(group: str) -> str | None:
+    """The option picked for a config group in this run (e.g. ``operator`` -> ``toy_blur_varying``)."""
+    return hydra.core.hydra_config.HydraConfig.get().runtime.choices.get(group)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="training")
@@ -53,6 +143,7 @@ def train(cfg: DictConfig) -> None:
     from hydra.utils import instantiate
 
     from flashdiff.diffusion import PixelDiffusion, pixel_scheduler
+    from flashdiff.distributed import is_main_process
     from flashdiff.train.commands import train_autoencoder, train_latent_ddpm
     from flashdiff.train.loop import LoopSettings
     from flashdiff.train.severity import train_severity_encoder
@@ -62,6 +153,8 @@ def train(cfg: DictConfig) -> None:
     arch = OmegaConf.to_container(cfg.train.arch, resolve=True) if "arch" in cfg.train else {}
     train_set, val_set = instantiate(cfg.dataset), instantiate(cfg.dataset, split="val")
     out, workdir = cfg.train.output_dir, cfg.train.workdir
+    scratch = None if is_main_process() else tempfile.mkdtemp(prefix="flashdiff-train-")
+    out = out if scratch is None else scratch  # all processes train (data parallel), the main one writes the model
     run = _start_logger(cfg, f"train-{cfg.train.name}")
     try:
         if cfg.train.name == "autoencoder":
@@ -84,7 +177,15 @@ def train(cfg: DictConfig) -> None:
         elif cfg.train.name == "swinir":
             train_swinir(arch, instantiate(cfg.train.operator), settings, train_set, val_set, out, workdir, run=run,
                          max_val_images=cfg.train.max_val_images, identity_init=cfg.train.identity_init)
+        elif cfg.train.name == "fd_features":  # the toy feature network behind fd_toy
+            from flashdiff.train.fd_features import train_fd_features
+
+            train_fd_features(arch, settings, val_set, out, workdir, image_size=int(cfg.dataset.size),
+                              grid=int(cfg.train.grid), test_set=instantiate(cfg.dataset, split="test"),
+                              max_val_images=int(cfg.train.max_val_images), run=run)
         else:
             raise ValueError(f"train={cfg.train.name}: unknown training command (see conf/train/)")
     finally:
         run.finish()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)

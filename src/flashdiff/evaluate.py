@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -17,8 +18,10 @@ from tqdm.auto import tqdm
 
 from flashdiff.data.seeding import generators as sample_generators
 from flashdiff.data.seeding import measurement_seed
-from flashdiff.metrics import psnr, ssim
+from flashdiff.distributed import barrier, is_main_process, merge_rows, rank_and_world, shard_file, share
+from flashdiff.metrics import ImageMetrics, MetricSettings, psnr, run_metrics, ssim
 from flashdiff.records import append_samples, read_samples, write_summary
+from flashdiff.tracking import log_reconstruction
 from flashdiff.types import COUNTERS, Params, SolverOutput, Start
 
 log = logging.getLogger(__name__)
@@ -46,9 +49,11 @@ def _rows(batch: dict, params: Params, begin: Start, result: SolverOutput, p: to
 def evaluate(cfg: DictConfig, device: torch.device, run: Any = None) -> dict[str, Any]:
     """Reconstruct the first ``num_images`` test images; writes samples.csv, summary.json, images/, grid.png."""
     out = Path(HydraConfig.get().runtime.output_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    for folder in ("images", "clean", "measurements"):  # reconstructions | FID's reference | the report's gallery
+        (out / folder).mkdir(parents=True, exist_ok=True)
     dataset = instantiate(cfg.dataset)
     n = len(dataset) if cfg.num_images is None else min(int(cfg.num_images), len(dataset))
+    merge_rows(out)  # rows an interrupted multi-process run left in its shards count as done
     done = {int(r["index"]) for r in read_samples(out / "samples.csv")}
     todo = [k for k in range(n) if k not in done]
     if done:
@@ -60,9 +65,12 @@ def evaluate(cfg: DictConfig, device: torch.device, run: Any = None) -> dict[str
         if isinstance(part, torch.nn.Module):
             part.to(device).eval()
     num_steps = int(cfg.solver.num_steps)
-    loader = DataLoader(Subset(dataset, todo), batch_size=int(cfg.batch_size), shuffle=False)
-    first_batch = not (out / "grid.png").exists()
-    bar = tqdm(total=len(todo), desc=_method_name(cfg), unit="img", dynamic_ncols=True)
+    metrics = ImageMetrics(metric_settings(cfg), device)  # LPIPS and the toy feature distance, per image
+    rank, world = rank_and_world()  # several processes (accelerate launch): each takes every world-th image
+    mine = share(todo, rank, world)
+    loader = DataLoader(Subset(dataset, mine), batch_size=int(cfg.batch_size), shuffle=False)
+    first_batch = rank == 0 and not (out / "grid.png").exists()
+    bar = tqdm(total=len(mine), desc=_method_name(cfg), unit="img", dynamic_ncols=True, disable=rank != 0)
     for batch in loader:
         x = batch["x"].to(device)  # (B, 3, H, W)
         seeds = torch.tensor([measurement_seed(int(s), int(cfg.seed)) for s in batch["seed"]])
@@ -81,14 +89,20 @@ def evaluate(cfg: DictConfig, device: torch.device, run: Any = None) -> dict[str
         bar.update(x.shape[0])
         bar.set_postfix(nfe=f"{result.nfe.float().mean():.0f}")
         for b in range(x.shape[0]):
-            save_image(x_hat[b], out / "images" / f"{int(batch['index'][b]):05d}.png")
-        append_samples(out / "samples.csv", _rows(batch, params, begin, result, psnr(x_hat, x), ssim(x_hat, x),
-                                                  seconds))
+            name = f"{int(batch['index'][b]):05d}.png"
+            save_image(x_hat[b], out / "images" / name)
+            save_image(x[b], out / "clean" / name)
+            save_image(y[b].clamp(0, 1), out / "measurements" / name)
+        rows = _rows(batch, params, begin, result, psnr(x_hat, x), ssim(x_hat, x), seconds)
+        append_samples(shard_file(out, rank, world), [r | m for r, m in zip(rows, metrics.rows(x_hat, x))])
         if first_batch:
             _grid_image(out / "grid.png", x.cpu(), y.cpu(), x_hat.cpu())
             first_batch = False
     bar.close()
-    return summarise(cfg, out, run)
+    merge_rows(out)  # the main process folds every process's rows into samples.csv, then summarises alone
+    summary = summarise(cfg, out, run, device) if is_main_process() else None
+    barrier()
+    return summary if summary is not None else json.loads((out / "summary.json").read_text())
 
 
 def _method_name(cfg: DictConfig) -> str:
@@ -97,35 +111,34 @@ def _method_name(cfg: DictConfig) -> str:
     return f"{name('adapter')}({name('solver')})"
 
 
-def summarise(cfg: DictConfig, out: Path, run: Any = None) -> dict[str, Any]:
-    """``summary.json`` from ``samples.csv`` (never from memory), also sent to the logger."""
+def metric_settings(cfg: DictConfig) -> MetricSettings:
+    """The ``metrics`` config section (defaults where a config has none)."""
+    return MetricSettings(**OmegaConf.to_container(cfg.metrics, resolve=True)) if "metrics" in cfg else MetricSettings()
+
+
+def summarise(cfg: DictConfig, out: Path, run: Any = None, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """``summary.json`` from ``samples.csv`` and the run's image folders (never from memory); sent to the logger."""
     rows = read_samples(out / "samples.csv")
+    perceptual = run_metrics(metric_settings(cfg), rows, out / "images", out / "clean", device)
     mean = lambda key: sum(float(r[key]) for r in rows) / len(rows) if rows else float("nan")  # noqa: E731
     choices = HydraConfig.get().runtime.choices
     summary = {
         "method": _method_name(cfg), "solver": choices.get("solver"), "adapter": choices.get("adapter"),
         "operator": choices.get("operator"), "dataset": choices.get("dataset"), "n_images": len(rows),
-        "psnr": mean("psnr"), "ssim": mean("ssim"), "lpips": None, "fid": None, "nfe_mean": mean("nfe"),
+        "psnr": mean("psnr"), "ssim": mean("ssim"), **perceptual, "nfe_mean": mean("nfe"),
         "seconds_per_image": mean("seconds"), **{f"{name}_mean": mean(name) for name in COUNTERS},
-        "unavailable": {"lpips": "not computed yet: LPIPS arrives with the evaluation issue",
-                        "fid": "not computed yet: FID arrives with the evaluation issue"},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     write_summary(out / "summary.json", summary)
     log.info("%s on %d images: PSNR %.2f dB, SSIM %.3f, mean NFE %.1f, %.3f s/image -> %s", summary["method"],
              len(rows), summary["psnr"], summary["ssim"], summary["nfe_mean"], summary["seconds_per_image"], out)
+    log.info("LPIPS %s, FID %s, fd_toy (toy features, not FID) %s",
+             *(_fmt(summary[k]) for k in ("lpips", "fid", "fd_toy")))
     if run is not None:
-        run.log({k: v for k, v in summary.items() if isinstance(v, int | float)} | {"samples": _wandb_table(rows, out)})
+        log_reconstruction(run, summary, rows, out)
     return summary
 
 
-def _wandb_table(rows: list[dict[str, str]], out: Path) -> Any:
-    """The per-image rows as a wandb Table, with each reconstruction as a thumbnail."""
-    import wandb
-
-    columns = [*rows[0].keys(), "reconstruction"] if rows else []
-    table = wandb.Table(columns=columns)
-    for r in rows:
-        image = out / "images" / f"{int(r['index']):05d}.png"
-        table.add_data(*r.values(), wandb.Image(str(image)) if image.exists() else None)
-    return table
+def _fmt(value: float | None) -> str:
+    """A metric for the console: 4 significant digits, or 'unavailable' (the reason is in summary.json)."""
+    return "unavailable" if value is None else f"{value:.4g}"

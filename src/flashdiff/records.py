@@ -13,7 +13,8 @@ from typing import Any
 from flashdiff.types import COUNTERS
 
 SAMPLE_COLUMNS = ("index", "image_id", "severity", "sigma2_hat", "t_start", "nfe", "psnr", "ssim", "lpips", "seconds",
-                  *COUNTERS)  # the solver's per-sample costs after the metrics
+                  *COUNTERS,  # the solver's per-sample costs after the metrics
+                  "toy_feature_mse")  # toy perceptual proxy (flashdiff.metrics.run), added after the costs
 
 
 def write_atomic(path: str | Path, text: str) -> None:

@@ -25,3 +25,29 @@ def start_run(mode: str, project: str, *, name: str | None = None, group: str | 
     if effective == "offline":
         log.info("wandb offline run in %s (upload later with `wandb sync`)", run.dir)
     return run
+
+
+def sweep_group(mode: str, sweep_dir: str | Path | None, group: str | None) -> str | None:
+    """The wandb group of a run: ``logger.group`` when set, else the sweep folder of a Hydra multirun (``-m``)."""
+    if group:
+        return group
+    return str(sweep_dir) if mode == "MULTIRUN" and sweep_dir else None
+
+
+THUMBNAILS = ("images", "clean", "measurements")  # reconstruction | clean | measurement, as the run folder holds them
+
+
+def log_reconstruction(run: Any, summary: dict[str, Any], rows: list[dict[str, str]], out: Path) -> None:
+    """Send one reconstruction run to wandb: its numeric summary, the per-image table with thumbnails (reconstruction,
+    clean, measurement) and the histogram of Flash's start steps ``t_start`` (paper Fig. 7, bottom)."""
+    import wandb
+
+    scalars = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    table = wandb.Table(columns=[*rows[0].keys(), "reconstruction", "clean", "measurement"] if rows else [])
+    for r in rows:
+        files = [Path(out) / folder / f"{int(r['index']):05d}.png" for folder in THUMBNAILS]
+        table.add_data(*r.values(), *(wandb.Image(str(f)) if f.exists() else None for f in files))
+    starts = [int(r["t_start"]) for r in rows if r.get("t_start") not in (None, "")]
+    extra = {"t_start": wandb.Histogram(starts)} if starts else {}
+    run.log(scalars | {"samples": table} | extra)
+    run.summary.update({"unavailable": summary.get("unavailable", {})})

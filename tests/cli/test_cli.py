@@ -42,7 +42,8 @@ def test_reconstruction_run_writes_the_record_contract_and_resumes(tmp_path, tin
     columns = list(rows[0])  # the original columns keep their order; the solver's costs follow
     assert columns[:10] == ["index", "image_id", "severity", "sigma2_hat", "t_start", "nfe", "psnr", "ssim", "lpips",
                             "seconds"]
-    assert columns[10:] == ["score_forwards", "backward_passes", "decoder_calls", "encoder_calls", "inner_iterations"]
+    assert columns[10:15] == ["score_forwards", "backward_passes", "decoder_calls", "encoder_calls", "inner_iterations"]
+    assert columns[15:] == ["toy_feature_mse"]
     assert {r["score_forwards"] for r in rows} == {"4"} and {r["backward_passes"] for r in rows} == {"0"}
     assert [r["index"] for r in rows] == ["0", "1", "2", "3"]
     assert {r["nfe"] for r in rows} == {"4"} and {r["t_start"] for r in rows} == {"999"}  # pure noise: the top
@@ -54,7 +55,10 @@ def test_reconstruction_run_writes_the_record_contract_and_resumes(tmp_path, tin
         assert key in summary
     assert summary["n_images"] == 4 and summary["nfe_mean"] == 4 and summary["lpips"] is None
     assert summary["operator"] == "toy_blur_varying" and set(summary["unavailable"]) == {"lpips", "fid"}
+    assert summary["fd_toy"] >= 0 and summary["toy_feature_mse"] >= 0  # the bundled toy feature network
     assert len(list((out / "images").glob("*.png"))) == 4 and (out / "grid.png").exists()
+    for folder in ("clean", "measurements"):  # FID's reference and the report's gallery
+        assert sorted(p.name for p in (out / folder).glob("*.png")) == [f"{k:05d}.png" for k in range(4)]
     assert list((out / "wandb").glob("offline-run-*"))
     # resume: a rerun with more images keeps the finished rows byte for byte and adds only the new ones
     before = (out / "samples.csv").read_text()

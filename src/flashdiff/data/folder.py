@@ -49,10 +49,17 @@ class ImageFolder(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict:
-        path = self.files[index]
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-        img = TF.center_crop(TF.resize(img, self.size, interpolation=TF.InterpolationMode.BILINEAR), self.size)
-        x = TF.to_tensor(img).to(torch.float32)  # (3, size, size) in [0, 1]
-        image_id = f"/{path.parent.name}/{path.stem}"
-        return {"x": x, "index": index, "id": image_id, "seed": image_seed(image_id)}
+        return load_item(self.files[index], index, self.size)
+
+
+def load_item(path: Path, index: int, size: int) -> dict:
+    """``{"x": (3, size, size) in [0,1], "index", "id", "seed"}``: shorter side resized (bilinear), centre crop.
+
+    The id is ``/<parent folder>/<stem>``, the string the authors' code seeds an image's degradation with.
+    """
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+    img = TF.center_crop(TF.resize(img, size, interpolation=TF.InterpolationMode.BILINEAR), size)
+    x = TF.to_tensor(img).to(torch.float32)  # (3, size, size) in [0, 1]
+    image_id = f"/{path.parent.name}/{path.stem}"
+    return {"x": x, "index": index, "id": image_id, "seed": image_seed(image_id)}

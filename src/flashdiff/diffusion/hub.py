@@ -10,29 +10,57 @@ class ModelNotFoundError(FileNotFoundError):
     """A model folder or hub id that cannot be loaded here, with how to provide it."""
 
 
+RECIPES = {  # folder name under paths.models_dir -> (the command that writes it, where its input comes from)
+    "toy_ldm": ("make toy-models", ""),
+    "toy_pixel_ddpm": ("make toy-models", ""),
+    "ldm_lsun_bedrooms256": ("python -m flashdiff.convert ldm --ckpt <unzipped>/model.ckpt --out {folder}",
+                             " (model.ckpt + config.yaml from https://ommer-lab.com/files/latent-diffusion/"
+                             "lsun_bedrooms.zip)"),
+}
+CONFIGS = ("config.json", "scheduler_config.json")  # what save_pretrained writes for models and schedulers
+
+
+def how_to_get(folder: Path) -> str:
+    """The command that writes ``folder`` (by its name, see ``RECIPES``), or the generic ways to get a model."""
+    if folder.name in RECIPES:
+        command, source = RECIPES[folder.name]
+        return f"create it with `{command.format(folder=folder)}`{source}"
+    return ("give a folder written by save_pretrained (`python -m flashdiff.train ...`), one written by "
+            "`python -m flashdiff.convert ldm --ckpt <model.ckpt> --out <folder>`, or a hub id")
+
+
+def _missing_subfolders(root: Path, subfolders: list[str]) -> list[str]:
+    return [s for s in subfolders if not any((root / s / c).exists() for c in CONFIGS)]
+
+
 def resolve_model_path(path_or_id: str, subfolders: list[str], config_key: str = "model.path") -> Path:
     """A local folder holding ``subfolders``, downloading a hub id first (fails at once when offline)."""
     local = Path(path_or_id).expanduser()
     if local.exists():
-        configs = ("config.json", "scheduler_config.json")  # models, schedulers
-        missing = [s for s in subfolders if not any((local / s / c).exists() for c in configs)]
+        missing = _missing_subfolders(local, subfolders)
         if missing:
             raise ModelNotFoundError(f"{config_key}={path_or_id}: the folder lacks {missing} (each needs a config.json "
-                                     "or scheduler_config.json as written by save_pretrained)")
+                                     f"or scheduler_config.json as written by save_pretrained); {how_to_get(local)}")
         return local
     if path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") != 1:
-        raise ModelNotFoundError(f"{config_key}={path_or_id}: no such folder (for a bundled toy model run "
-                                 "`make toy-models`; otherwise give a folder written by save_pretrained or a hub id)")
+        raise ModelNotFoundError(f"{config_key}={path_or_id}: no such folder; {how_to_get(local)}")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
     try:
-        return Path(snapshot_download(path_or_id, allow_patterns=[f"{s}/*" for s in subfolders],
+        root = Path(snapshot_download(path_or_id, allow_patterns=[f"{s}/*" for s in subfolders],
                                       local_files_only=offline))
     except (LocalEntryNotFoundError, OSError) as err:
         raise ModelNotFoundError(
             f"{config_key}={path_or_id}: the model is not in the local Hugging Face cache and cannot be downloaded "
             f"({'HF_HUB_OFFLINE=1' if offline else type(err).__name__}). Pre-download it on a machine with network: "
-            f"`huggingface-cli download {path_or_id}` (then copy ~/.cache/huggingface), or set {config_key} to a "
-            "local folder.") from err
+            f"`hf download {path_or_id}` (older huggingface_hub: `huggingface-cli download {path_or_id}`; in Python "
+            f"`huggingface_hub.snapshot_download('{path_or_id}')`), then copy the cache (HF_HOME, default "
+            f"~/.cache/huggingface) here; or download it into a folder (`hf download {path_or_id} --local-dir DIR`) "
+            f"and set {config_key}=DIR.") from err
+    missing = _missing_subfolders(root, subfolders)
+    if missing:
+        raise ModelNotFoundError(f"{config_key}={path_or_id}: the hub snapshot at {root} lacks {missing}; check the "
+                                 "model's subfolder keys (e.g. model.autoencoder_subfolder)")
+    return root

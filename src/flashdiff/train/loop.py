@@ -104,9 +104,11 @@ def fit(model: nn.Module, dataset: Dataset, settings: LoopSettings, workdir: str
     (data parallel) and as a plain single process. ``callback(step, model)`` (e.g. validation) runs on the main
     process every ``validate_every`` steps, with the EMA weights when ``ema_decay`` is set.
     """
-    accelerator = Accelerator()
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())  # without CUDA, cpu=True makes processes one group
     set_seed(settings.seed)
     per_process = max(1, settings.batch_size // accelerator.num_processes)
+    log.info("%s: %d process(es) on %s, %d images per process per step", desc, accelerator.num_processes,
+             accelerator.device, per_process)
     loader = DataLoader(dataset, batch_size=per_process, shuffle=True, drop_last=True,
                         num_workers=settings.num_workers, generator=torch.Generator().manual_seed(settings.seed))
     trainable = [p for p in model.parameters() if p.requires_grad]

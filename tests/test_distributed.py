@@ -1,0 +1,99 @@
+"""Several processes on one job: the images are dealt out once each, the shards fold into one samples.csv, and a
+2-process run (real CPU processes, gloo) writes the same per-image rows as a 1-process run."""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from flashdiff.distributed import fold_shards, process_device, rank_and_world, shard_file, share
+from flashdiff.records import SAMPLE_COLUMNS, append_samples, read_samples
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 6, 7])
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_share_deals_every_image_once(n, world):
+    todo = [k * 10 for k in range(n)]
+    parts = [share(todo, rank, world) for rank in range(world)]
+    assert sorted(x for part in parts for x in part) == todo  # none twice, none dropped
+    assert all(todo.index(x) % world == rank for rank, part in enumerate(parts) for x in part)
+
+
+def test_a_plain_run_is_one_process_writing_samples_csv(tmp_path):
+    assert rank_and_world() == (0, 1)
+    assert shard_file(tmp_path, 0, 1) == tmp_path / "samples.csv"
+    assert shard_file(tmp_path, 1, 2) == tmp_path / "samples.rank1.csv"
+    assert process_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def _row(index, psnr):
+    return {c: "" for c in SAMPLE_COLUMNS} | {"index": index, "image_id": f"img{index}", "psnr": psnr, "nfe": 3}
+
+
+def test_fold_shards_merges_once_and_keeps_rows_already_there(tmp_path):
+    append_samples(tmp_path / "samples.csv", [_row(0, 20.0)])
+    append_samples(tmp_path / "samples.rank0.csv", [_row(0, 99.0), _row(2, 22.0)])  # 0 is already in samples.csv
+    append_samples(tmp_path / "samples.rank1.csv", [_row(1, 21.0), _row(3, 23.0)])
+    assert fold_shards(tmp_path) == 3
+    rows = read_samples(tmp_path / "samples.csv")
+    assert [r["index"] for r in rows] == ["0", "1", "2", "3"] and rows[0]["psnr"] == "20"
+    assert not list(tmp_path.glob("samples.rank*.csv"))
+    assert fold_shards(tmp_path) == 0 and len(read_samples(tmp_path / "samples.csv")) == 4  # repeatable
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+def _run(cmd, cwd):
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=cwd, timeout=900)
+    if proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc.stdout + proc.stderr
+
+
+def test_two_processes_write_the_rows_of_one(tmp_path, tiny_ldm_dir, tiny_encoder_dir):
+    """accelerate launch with 2 CPU processes: 3 images (uneven), Flash(Latent-DPS), one shared run folder."""
+    args = ["num_images=3", "batch_size=1", "adapter=flash", "solver=latent_dps", "solver.num_steps=3",
+            "solver.delta=1.0", "solver.eta=0.5", f"model.path={tiny_ldm_dir}", f"severity_encoder={tiny_encoder_dir}"]
+    _run([sys.executable, "-m", "flashdiff", *args, f"hydra.run.dir={tmp_path / 'one'}"], tmp_path)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(_free_port()), "-m", "flashdiff"]
+    log = _run([*launch, *args, f"paths.runs_dir={tmp_path / 'two'}"], tmp_path)  # timestamped run folder
+    runs = [p.parent for p in (tmp_path / "two").rglob(".hydra")]
+    assert len(runs) == 1, runs  # both processes wrote into the main process's folder
+    one, two = tmp_path / "one", runs[0]
+    assert _rows(two / "samples.csv") == _rows(one / "samples.csv") and len(_rows(one / "samples.csv")) == 3
+    assert not list(two.glob("samples.rank*.csv"))
+    for k in range(3):
+        assert (two / "images" / f"{k:05d}.png").read_bytes() == (one / "images" / f"{k:05d}.png").read_bytes()
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["n_images"] == 3 and summary["psnr"] == json.loads((one / "summary.json").read_text())["psnr"]
+    assert (two / "grid.png").exists() and "merged 3 rows of the process shards" in log
+
+
+@pytest.mark.slow
+def test_training_runs_data_parallel_on_two_processes(tmp_path):
+    """torchrun, 2 CPU processes: one gloo group, half the batch each; only the main process writes the model."""
+    arch = ["train.arch.block_out_channels=[8,16]", "train.arch.norm_num_groups=4"]
+    log = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+                "flashdiff.train", "train=autoencoder", "train.loop.steps=2", "train.loop.batch_size=4",
+                f"train.output_dir={tmp_path}/m", f"hydra.run.dir={tmp_path}/w", *arch], tmp_path)
+    assert "autoencoder: 2 process(es) on cpu" in log and "2 images per process per step" in log
+    assert (tmp_path / "m/vae/config.json").exists() and (tmp_path / "w/checkpoint/state.json").exists()
+    assert json.loads((tmp_path / "w/checkpoint/state.json").read_text())["step"] == 2
