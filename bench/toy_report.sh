@@ -37,6 +37,8 @@ step "$PY" -m flashdiff -m +experiment=toy_inpaint adapter=flash,none,ae num_ima
 step "$PY" -m flashdiff -m +experiment=toy_study_noise num_images="$N_NOISE" hydra.sweep.dir="$RUNS/noise" $EXTRA
 step "$PY" -m flashdiff.severity_study +experiment=toy_study_ordering study.num_images="$N_ORDER" \
   hydra.run.dir="$RUNS/ordering"
+step "$PY" -m flashdiff.severity_study +experiment=toy_study_ordering operator=toy_inpaint \
+  severity_encoder=models/toy_severity_inpaint study.num_images="$N_ORDER" hydra.run.dir="$RUNS/ordering_inpaint"
 step "$PY" -m flashdiff -m +experiment=toy_study_mismatch num_images="$N_MISMATCH" hydra.sweep.dir="$RUNS/mismatch" \
   $EXTRA
 step "$PY" -m flashdiff -m +experiment=toy_study_fixed_start num_images="$N_FIXED" \

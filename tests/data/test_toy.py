@@ -77,3 +77,14 @@ def test_image_folder_errors_name_the_key_and_counts(tmp_path):
         ImageFolder(tmp_path / "imgs", split_file=split)
     with pytest.raises(FileNotFoundError, match="dataset.root"):
         ImageFolder(tmp_path / "missing")
+
+
+def test_image_folder_split_placeholder_picks_the_split_file(tmp_path):
+    _write_images(tmp_path / "imgs", ["a", "b", "c"])
+    (tmp_path / "val_ids.txt").write_text("b\n")
+    (tmp_path / "test_ids.txt").write_text("c\na\n")
+    pattern = tmp_path / "{split}_ids.txt"
+    assert [d["id"] for d in ImageFolder(tmp_path / "imgs", split_file=pattern, size=8, split="val")] == ["/imgs/b"]
+    assert len(ImageFolder(tmp_path / "imgs", split_file=pattern, size=8)) == 2  # test is the default split
+    with pytest.raises(ValueError, match=r"dataset.split=val needs dataset.split_file with a \{split\}"):
+        ImageFolder(tmp_path / "imgs", size=8, split="val")  # never tune on the test images by accident

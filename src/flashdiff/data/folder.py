@@ -21,12 +21,21 @@ class ImageFolder(Dataset):
     """Images under ``root`` (recursively) as ``{"x": (3, size, size) in [0,1], "index", "id", "seed"}``.
 
     With ``split_file`` (one id per line: a file stem), only those images are used, in the file's order; every
-    listed id must exist. The id of an item is ``/<parent folder>/<stem>``, as the authors' code seeds images.
+    listed id must exist. A ``{split}`` in its name is replaced by ``split`` (``train``/``val``/``test``), so a
+    sweep's ``dataset.split=val`` tunes on validation ids; any split but ``test`` needs that placeholder, so tuning
+    never silently runs on the test images. The id of an item is ``/<parent folder>/<stem>``, as the authors' code
+    seeds images.
     """
 
     def __init__(self, root: str | Path, split_file: str | Path | None = None, size: int = 256,
-                 num_images: int | None = None, config_key: str = "dataset.root") -> None:
+                 num_images: int | None = None, config_key: str = "dataset.root", split: str = "test") -> None:
         self.root, self.size = Path(root).expanduser(), size
+        if "{split}" in str(split_file or ""):
+            split_file = str(split_file).replace("{split}", split)
+        elif split != "test":
+            raise ValueError(f"dataset.split={split} needs dataset.split_file with a {{split}} placeholder (e.g. "
+                             f"<folder>/{{split}}_ids.txt holding train_ids.txt, val_ids.txt, test_ids.txt); without "
+                             "it every image of dataset.root is the test set")
         if not self.root.is_dir():
             raise FileNotFoundError(f"{config_key}={self.root}: no such folder of images")
         files = {p.stem: p for p in sorted(self.root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES}
