@@ -48,3 +48,25 @@ def test_fid_status_names_clean_fids_cache_file(tmp_path, monkeypatch):
     (tmp_path / "inception-2015-12-05.pt").write_bytes(b"x")
     assert fid_status() is None
     assert weights.inception_path().name == "inception-2015-12-05.pt"
+
+
+@pytest.mark.slow
+def test_a_cached_vgg16_file_is_what_lpips_loads(tmp_path, monkeypatch):
+    """The user path with no config change: a VGG16 state dict at $TORCH_HOME/hub/checkpoints is picked up by
+    torchvision inside lpips. The file here holds random weights (the real ones are absent), so only the loading
+    path is checked, never the value."""
+    import torch
+    from torchvision.models import vgg16
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    state = vgg16().state_dict()
+    weights.vgg16_path().parent.mkdir(parents=True)
+    torch.save(state, weights.vgg16_path())
+    metric, why = load_lpips("vgg")
+    assert why is None and metric is not None
+    first_conv = next(p for n, p in metric.named_parameters() if n.endswith("0.weight") and p.dim() == 4)
+    assert torch.equal(first_conv.detach().cpu(), state["features.0.weight"])  # the cached file's weights
+    x = torch.rand(2, 3, 32, 32)
+    assert metric(x, x.flip(-1)).shape == (2,)
