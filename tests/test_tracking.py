@@ -2,6 +2,7 @@
 
 import csv
 import json
+import time
 
 from flashdiff.tracking import log_reconstruction, start_run, sweep_group
 from tests.report.fake_runs import make_run
@@ -20,7 +21,9 @@ def test_offline_run_writes_the_table_and_the_start_histogram(tmp_path, monkeypa
     columns = json.loads(table.read_text())["columns"]
     assert columns[-4:] == ["toy_feature_mse", "reconstruction", "clean", "measurement"] and "lpips" in columns
     (log,) = offline.glob("run-*.wandb")
-    data = log.read_bytes()
+    deadline = time.monotonic() + 30  # wandb-core may still be flushing the transaction log after finish()
+    while b"t_start" not in (data := log.read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert b"t_start" in data and b"sweep-x" in data and b"fd_toy" in data
 
 
