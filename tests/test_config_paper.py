@@ -133,6 +133,21 @@ def test_severity_presets_follow_the_paper_recipe(data, task, tmp_path):
     assert train.operator._target_.endswith(target) and list(train.operator.train_severity_range) == [0.0, 1.0]
 
 
+@pytest.mark.parametrize("experiment", PAPER)
+def test_every_swinir_folder_an_experiment_reads_has_a_training_preset(experiment, tmp_path):
+    folder = _compose("config", [f"+experiment={experiment}", "solver=swinir", "adapter=none",
+                                 f"hydra.run.dir={tmp_path}"]).solver.network.folder
+    data = "celebahq" if "celebahq256" in folder else "lsun"
+    task = folder.rsplit("_", 1)[-1]
+    cfg = _compose("training", [f"train=swinir_{data}_{task}", f"hydra.run.dir={tmp_path}"])
+    train = cfg.train
+    assert train.name == "swinir" and train.output_dir == folder  # the preset writes what the experiment reads
+    assert cfg.dataset.split == "train" and train.arch.img_size == 256 and list(train.arch.depths) == [6] * 4
+    assert (train.loop.lr, train.loop.batch_size) == (2e-4, 28)  # the paper's SwinIR recipe (App. A)
+    target = {"blur": "GaussianBlur", "nlblur": "NonlinearBlur", "inpaint": "Inpainting"}[task]
+    assert train.operator._target_.endswith(target)
+
+
 def _cli(*args: str, cwd) -> tuple[subprocess.CompletedProcess, float]:
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "flashdiff", *args], capture_output=True, text=True, env=ENV, cwd=cwd,
