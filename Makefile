@@ -64,7 +64,7 @@ REPORT_DIR ?= outputs/report
 report:  ## Table 1 + figures from run folders: make report RUNS="dir1 dir2" [REPORT_DIR=...]
 	$(PY) -m flashdiff.report $(RUNS) --out $(REPORT_DIR)
 
-toy-report:  ## every toy study with small image counts, then the report into experiments/results/toy (~45-50 min)
+toy-report:  ## every toy study with small image counts, then the report into experiments/results/toy (42 min here)
 	bash bench/toy_report.sh
 
 clean:  ## remove caches and run outputs (keeps .venv and models/)

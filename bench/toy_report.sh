@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The toy studies (experiments/toy_study_*.yaml) with small image counts, then the report (Table 1 + figures) into
-# experiments/results/toy/. `make toy-report` runs it. Estimated on 2 idle cores with the defaults: ~45-50 min, about
-# 80 % of it the Latent-DPS baselines from pure noise (1000 steps, ~25 s per image at batch 16, more per image in
-# the small batches here): Table 1 ~11 min, noise robustness ~22 min, fixed starts ~7 min, mismatch ~4 min,
-# ordering study, contributors and the report ~3 min; each run also pays ~10-20 s of loading and wandb.
+# experiments/results/toy/. `make toy-report` runs it. Measured on 2 cores with the defaults (2026-11-28): 41 min 51 s
+# in all: Table 1 blur 556 s and inpainting 253 s, noise robustness 1,072 s, ordering study 86 s, mismatch 184 s,
+# fixed starts 299 + 25 s, contributors 18 s, report 18 s (the inpainting ordering study, added after, ~1.5 min);
+# about 80 % of it the Latent-DPS baselines from pure noise.
 # The smoke run below plus EXTRA="solver.num_steps=200 solver.delta=1" (a 200-step grid, δ = 1) took 10.6 min on
 # a CPU shared with other jobs (the 14 noise-study runs: 4.3 min).
 # Image counts and extra overrides come from the environment, e.g. a smoke run:
