@@ -6,6 +6,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -56,28 +57,28 @@ def main(cfg: DictConfig) -> float | None:
 
     if missing := sorted(OmegaConf.missing_keys(cfg)):  # e.g. the best eta of a greedy search's first stage
         raise ValueError(f"set {', '.join(missing)} on the command line (see the sweep file's header)")
-    preflight(cfg)
-    summary = _finished(cfg)
+    dataset = preflight(cfg)  # built once: the folder scan of a large dataset is not repeated below
+    summary = _finished(cfg, len(dataset))
     if summary is None:
         run = _start_logger(cfg, "reconstruction")
         try:
-            summary = evaluate(cfg=cfg, device=process_device(resolve_device(cfg.device)), run=run)
+            summary = evaluate(cfg=cfg, device=process_device(resolve_device(cfg.device)), run=run, dataset=dataset)
         finally:
             run.finish()
     return objective(summary, cfg.objective) if cfg.get("objective") else None
 
 
-def preflight(cfg: DictConfig) -> None:
-    """Fail fast, before any network, model or logger starts, naming *every* missing input at once: the dataset
-    folder (its ``paths.*`` key) and the model (``model.path``, a folder or hub id)."""
+def preflight(cfg: DictConfig) -> Any:
+    """The test dataset, after checking every input before any network, model or logger starts; fails naming
+    *every* missing input at once: the dataset folder (its ``paths.*`` key) and the model (``model.path``)."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     from flashdiff.diffusion.hub import ModelNotFoundError, resolve_model_path
 
-    problems = []
+    problems, dataset = [], None
     try:
-        instantiate(cfg.dataset)
+        dataset = instantiate(cfg.dataset)
     except (InstantiationException, FileNotFoundError) as err:
         problems.append(f"dataset={HydraConfig.get().runtime.choices.get('dataset')}: {err.__cause__ or err}")
     if "path" in cfg.model:
@@ -88,16 +89,14 @@ def preflight(cfg: DictConfig) -> None:
             problems.append(f"model={HydraConfig.get().runtime.choices.get('model')}: {err}")
     if problems:
         raise FileNotFoundError("missing inputs:\n- " + "\n- ".join(problems))
+    return dataset
 
 
-def _finished(cfg: DictConfig) -> dict | None:
+def _finished(cfg: DictConfig, size: int) -> dict | None:
     """The summary of this run folder when it already holds every image of this config (a restarted sweep's
-    finished point), before any model or logger starts; None otherwise."""
-    from hydra.utils import instantiate
-
+    finished point, ``size`` = test images available), before any model or logger starts; None otherwise."""
     from flashdiff.select import finished_point
 
-    size = len(instantiate(cfg.dataset))
     expected = size if cfg.num_images is None else min(int(cfg.num_images), size)
     out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     summary = finished_point(out / "summary.json", expected, OmegaConf.to_container(cfg, resolve=True))

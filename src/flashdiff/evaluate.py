@@ -46,12 +46,12 @@ def _rows(batch: dict, params: Params, begin: Start, result: SolverOutput, p: to
 
 
 @torch.no_grad()
-def evaluate(cfg: DictConfig, device: torch.device, run: Any = None) -> dict[str, Any]:
+def evaluate(cfg: DictConfig, device: torch.device, run: Any = None, dataset: Any = None) -> dict[str, Any]:
     """Reconstruct the first ``num_images`` test images; writes samples.csv, summary.json, images/, grid.png."""
     out = Path(HydraConfig.get().runtime.output_dir)
     for folder in ("images", "clean", "measurements"):  # reconstructions | FID's reference | the report's gallery
         (out / folder).mkdir(parents=True, exist_ok=True)
-    dataset = instantiate(cfg.dataset)
+    dataset = instantiate(cfg.dataset) if dataset is None else dataset  # the CLI's preflight built it already
     n = len(dataset) if cfg.num_images is None else min(int(cfg.num_images), len(dataset))
     merge_rows(out)  # rows an interrupted multi-process run left in its shards count as done
     done = {int(r["index"]) for r in read_samples(out / "samples.csv")}
