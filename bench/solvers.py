@@ -2,11 +2,16 @@
 
 For each experiment × solver it runs ``adapter=none`` (the solver from pure noise, its full grid) and
 ``adapter=flash`` on the same test images, each as its own ``python -m flashdiff`` process, and appends one
-table (PSNR, SSIM, mean NFE, NFE ratio, ΔPSNR, s/image, the solvers' mean costs) with date, commit and machine
+table (PSNR, SSIM, fd_toy, mean NFE, NFE ratio, ΔPSNR, s/image, the solvers' mean costs) with date, commit and machine
 to bench/results/solvers.md.
 
+The runs live in ``--workdir`` (one folder per experiment × solver × adapter × image count), so a stopped
+benchmark resumes where it was: the CLI skips the images already in each folder's samples.csv and a finished
+folder costs only its config check. Two processes may share the workdir with different ``--experiments`` (one
+thread each: ``OMP_NUM_THREADS=1``) and ``--no-record``; a last call without it writes the whole table.
+
 Usage: .venv/bin/python bench/solvers.py [--num-images 32] [--solvers latent_dps gml_dps psld resample]
-       [--experiments toy_varblur toy_inpaint] [--adapters none flash]
+       [--experiments toy_varblur toy_inpaint] [--adapters none flash] [--workdir outputs/bench/solvers]
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import argparse
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,36 +36,42 @@ def main() -> None:
     parser.add_argument("--experiments", nargs="+", default=["toy_varblur", "toy_inpaint"])
     parser.add_argument("--adapters", nargs="+", default=["none", "flash"])
     parser.add_argument("--extra", nargs="*", default=[], help="more overrides for every run, e.g. solver.eta=0.5")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "outputs" / "bench" / "solvers",
+                        help="run folders, kept so that a stopped benchmark resumes")
+    parser.add_argument("--no-record", action="store_true", help="run only; do not append to the results file")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     header = (f"\n## {time.strftime('%Y-%m-%d %H:%M')} · commit {commit.stdout.strip()} · {platform.machine()}, "
-              f"{os.cpu_count()} CPUs · first {args.num_images} test images, batch {args.batch_size}"
+              f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')} · "
+              f"first {args.num_images} test images, batch {args.batch_size}"
               + (f" · {' '.join(args.extra)}" if args.extra else "") + "\n\n"
-              "| experiment | solver | adapter | PSNR | SSIM | mean NFE | NFE ÷ baseline | ΔPSNR vs baseline "
+              "| experiment | solver | adapter | PSNR | SSIM | fd_toy | mean NFE | NFE ÷ baseline | ΔPSNR vs baseline "
               "| s/image | "
-              + " | ".join(COSTS) + " |\n|" + "---|" * (9 + len(COSTS)) + "\n")
+              + " | ".join(COSTS) + " |\n|" + "---|" * (10 + len(COSTS)) + "\n")
     results = ROOT / "bench" / "results" / "solvers.md"
     results.parent.mkdir(parents=True, exist_ok=True)
     lines = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for exp in args.experiments:
-            for solver in args.solvers:
-                runs = {}
-                for adapter in args.adapters:
-                    overrides = [f"+experiment={exp}", f"solver={solver}", f"adapter={adapter}",
-                                 f"num_images={args.num_images}", f"batch_size={args.batch_size}", *args.extra]
-                    runs[adapter] = r = run_method(f"{exp}-{solver}-{adapter}", overrides, Path(tmp))
-                    base = runs.get("none")
-                    ratio = f"{base['nfe_mean'] / r['nfe_mean']:.1f}×" if base and r["nfe_mean"] > 0 else "–"
-                    delta = f"{r['psnr'] - base['psnr']:+.2f}" if base else "–"
-                    line = (f"| {exp} | {solver} | {adapter} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
-                            f"{r['nfe_mean']:.1f} | {ratio} | {delta} | {r['seconds_per_image']:.3f} | "
-                            + " | ".join(f"{r.get(c + '_mean', float('nan')):.1f}" for c in COSTS) + " |\n")
-                    lines.append(line)
-                    print(line, end="", flush=True)
-    with open(results, "a") as f:
-        f.write(header + "".join(lines))
+    tag = "-".join([f"n{args.num_images}", *args.extra]).replace("/", "_")
+    for exp in args.experiments:
+        for solver in args.solvers:
+            runs = {}
+            for adapter in args.adapters:
+                overrides = [f"+experiment={exp}", f"solver={solver}", f"adapter={adapter}",
+                             f"num_images={args.num_images}", f"batch_size={args.batch_size}", *args.extra]
+                runs[adapter] = r = run_method(f"{exp}-{solver}-{adapter}-{tag}", overrides, args.workdir)
+                base = runs.get("none")
+                ratio = f"{base['nfe_mean'] / r['nfe_mean']:.1f}×" if base and r["nfe_mean"] > 0 else "–"
+                delta = f"{r['psnr'] - base['psnr']:+.2f}" if base else "–"
+                fd = "–" if r.get("fd_toy") is None else f"{r['fd_toy']:.2f}"  # the toy perceptual proxy (not FID)
+                line = (f"| {exp} | {solver} | {adapter} | {r['psnr']:.2f} | {r['ssim']:.3f} | {fd} | "
+                        f"{r['nfe_mean']:.1f} | {ratio} | {delta} | {r['seconds_per_image']:.3f} | "
+                        + " | ".join(f"{r.get(c + '_mean', float('nan')):.1f}" for c in COSTS) + " |\n")
+                lines.append(line)
+                print(line, end="", flush=True)
     print(header + "".join(lines))
+    if not args.no_record:
+        with open(results, "a") as f:
+            f.write(header + "".join(lines))
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ def test_experiment_picks_table2_values(experiment, solver, adapter, tmp_path):
     if expected is not None:
         for key, value in expected.items():
             assert OmegaConf.select(cfg, key) == pytest.approx(value), key
+        if solver == "dps":  # pixel DPS runs on the experiment's pixel model, with no model= on the command line
+            assert cfg.model._target_.endswith("PixelDiffusion.from_pretrained")
+            assert cfg.model.path == "google/ddpm-ema-celebahq-256"
     elif solver == "swinir":
         family = "blur" if "blur" in experiment and "nl" not in experiment else experiment.split("_")[1]
         data = "celebahq256" if experiment.startswith("ffhq") else "lsun_bedrooms256"
@@ -92,6 +95,9 @@ def test_every_tuned_file_belongs_to_an_experiment_and_holds_only_tuned_keys():
         text = f.read_text()
         assert text.startswith("# @package _global_")
         leaves = {k for k in _leaves(OmegaConf.to_container(OmegaConf.create(text)))}
+        if f.stem == "dps_none":  # and the switch to the experiment's pixel model
+            assert OmegaConf.create(text)._get_node("model")._value() == "${pixel_model}"
+            leaves -= {"model"}
         assert leaves <= allowed, (f.name, leaves - allowed)
 
 
@@ -165,6 +171,12 @@ def test_missing_inputs_fail_fast_naming_keys_and_model_id(tmp_path):
     assert "model.path=CompVis/ldm-celebahq-256" in err and "hf download" in err  # both missing inputs at once
     assert "wandb" not in err.lower()  # the preflight runs before the logger starts
     assert seconds < 60  # the bar is 20 s on an idle machine; CI machines are shared
+    proc, _ = _cli("+experiment=ffhq_varblur", "solver=dps", "adapter=none", f"paths.data_dir={tmp_path / 'data'}",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    err = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "paths.ffhq_dir=" in err  # pixel DPS names its own model and key
+    assert "pixel_model=ddpm_celebahq256" in err and "pixel_model.path=google/ddpm-ema-celebahq-256" in err
+    assert "CompVis" not in err  # the LDM is not needed for pixel DPS
 
 
 def _stand_in_ldm(folder) -> None:
@@ -184,7 +196,18 @@ def _stand_in_ldm(folder) -> None:
     LatentDiffusion(vq, unet, scale_factor=1.0).save_pretrained(folder, autoencoder_subfolder="vqvae")
 
 
-def test_stand_in_ffhq_run_writes_the_output_contract(tmp_path):  # ~40 s: two CLI runs
+def _stand_in_pixel_ddpm(folder) -> None:
+    """A tiny random pixel DDPM for 256x256 images (unet/ + scheduler/), the layout of model=ddpm_celebahq256."""
+    import torch
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    UNet2DModel(sample_size=256, block_out_channels=[8, 16], layers_per_block=1, down_block_types=["DownBlock2D"] * 2,
+                up_block_types=["UpBlock2D"] * 2, norm_num_groups=4).save_pretrained(folder / "unet")
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder / "scheduler")
+
+
+def test_stand_in_ffhq_run_writes_the_output_contract(tmp_path):  # ~60 s: three CLI runs
     from flashdiff.diffusion import LatentDiffusion
     from flashdiff.severity import SeverityEncoder
 
@@ -210,6 +233,14 @@ def test_stand_in_ffhq_run_writes_the_output_contract(tmp_path):  # ~40 s: two C
     rows = (out / "samples.csv").read_text().splitlines()
     assert len(rows) == 3 and "/00064/img00064290" in rows[1]
     assert len(list((out / "images").glob("*.png"))) == 2 and (out / "grid.png").exists()
+    _stand_in_pixel_ddpm(tmp_path / "ddpm")  # pixel DPS: solver and adapter switched, model from the experiment
+    proc, _ = _cli("+experiment=ffhq_varblur", "solver=dps", "adapter=none", "num_images=1", f"paths.ffhq_dir={ffhq}",
+                   f"pixel_model.path={tmp_path / 'ddpm'}", "solver.num_steps=3", "solver.delta=1.0",
+                   f"hydra.run.dir={tmp_path / 'dps'}", "logger=disabled", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "dps" / "summary.json").read_text())
+    assert summary["method"] == "none(dps)" and summary["nfe_mean"] == 3 and summary["config"]["solver"]["eta"] == 5.0
+    assert summary["config"]["model"]["path"] == str(tmp_path / "ddpm")
     job, _ = _cli("+experiment=ffhq_varblur", "solver=psld", "adapter=none", "--cfg", "job", cwd=tmp_path)
     solver = OmegaConf.create(job.stdout).solver  # the command line switches solver and Table 2 values follow
     assert solver._target_.endswith("psld") and (solver.eta, solver.gamma) == (0.2, 0.05)

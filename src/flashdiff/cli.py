@@ -70,7 +70,8 @@ def main(cfg: DictConfig) -> float | None:
 
 def preflight(cfg: DictConfig) -> Any:
     """The test dataset, after checking every input before any network, model or logger starts; fails naming
-    *every* missing input at once: the dataset folder (its ``paths.*`` key) and the model (``model.path``)."""
+    *every* missing input at once: the dataset folder (its ``paths.*`` key) and the model (``model.path``, or
+    ``pixel_model.path`` where an experiment's pixel DPS runs on its pixel model)."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
@@ -83,10 +84,13 @@ def preflight(cfg: DictConfig) -> Any:
         problems.append(f"dataset={HydraConfig.get().runtime.choices.get('dataset')}: {err.__cause__ or err}")
     if "path" in cfg.model:
         subfolders = [str(v) for k, v in cfg.model.items() if str(k).endswith("_subfolder") and v]
+        # an experiment's pixel model (solver=dps: conf/tuned/<experiment>/dps_none.yaml sets model: ${pixel_model})
+        key = "pixel_model" if OmegaConf.is_interpolation(cfg, "model") and "pixel_model" in cfg else "model"
+        choice = HydraConfig.get().runtime.choices.get("model@pixel_model" if key == "pixel_model" else "model")
         try:
-            resolve_model_path(str(cfg.model.path), subfolders)
+            resolve_model_path(str(cfg.model.path), subfolders, config_key=f"{key}.path")
         except ModelNotFoundError as err:
-            problems.append(f"model={HydraConfig.get().runtime.choices.get('model')}: {err}")
+            problems.append(f"{key}={choice}: {err}")
     if problems:
         raise FileNotFoundError("missing inputs:\n- " + "\n- ".join(problems))
     return dataset

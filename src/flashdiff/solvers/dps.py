@@ -29,7 +29,8 @@ def dps(model: LatentDiffusion, op: Operator, y: Tensor, params: Params, z_start
     """
     if not isinstance(model, PixelDiffusion):
         raise ValueError(f"solver=dps runs in pixel space but the model is a {type(model).__name__}: set "
-                         "model=toy_pixel_ddpm (or model=ddpm_celebahq256), or use solver=latent_dps for latents")
+                         "model=toy_pixel_ddpm (or model=ddpm_celebahq256; the FFHQ experiments pick their pixel_model "
+                         "themselves), or use solver=latent_dps for latents")
     grid, step = grid_and_step(model.schedule, num_steps, delta)
     return reverse_diffusion(model, z_start, start, grid, step, generators,
                              guidance=latent_guidance(model, op, y, params, eta))

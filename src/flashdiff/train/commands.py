@@ -70,13 +70,14 @@ def train_latent_ddpm(arch: dict[str, Any], settings: LoopSettings, ldm: LatentD
     started = time.perf_counter()
     c, h, _ = ldm.latent_shape
     unet = UNet2DModel(sample_size=h, in_channels=c, out_channels=c, **arch)
-    unet = fit(LatentDDPMObjective(unet, ldm), train_set, settings, workdir, run=run, desc="latent_ddpm").unet
+    name = "pixel_ddpm" if isinstance(ldm, PixelDiffusion) else "latent_ddpm"
+    unet = fit(LatentDDPMObjective(unet, ldm), train_set, settings, workdir, run=run, desc=name).unet
     unet.save_pretrained(Path(output_dir) / "unet", safe_serialization=True)
     (ldm.scheduler if isinstance(ldm, PixelDiffusion) else ldm_scheduler()).save_pretrained(
         Path(output_dir) / "scheduler")
     result = {"seconds": time.perf_counter() - started, "parameters": sum(p.numel() for p in unet.parameters())}
     record_training(Path(output_dir) / "unet", workdir, result, settings, arch)
-    log.info("latent DDPM saved to %s/unet: %s", output_dir, json.dumps(result))
+    log.info("%s saved to %s/unet: %s", name, output_dir, json.dumps(result))
     if run is not None:
-        run.summary.update({f"latent_ddpm/{k}": v for k, v in result.items()})
+        run.summary.update({f"{name}/{k}": v for k, v in result.items()})
     return result
