@@ -4,7 +4,8 @@ Runs ``adapter=fixed adapter.start=S`` for each S (every sample starts at S from
 Flash itself on the same toy test images, each as its own ``python -m flashdiff`` process, and stores every
 available metric against mean NFE in bench/results/fixed_start_sweep.md (a table per run) plus
 bench/results/fixed_start_sweep.png (quality vs. mean steps, Flash's point on the same axes). Metrics a run
-reports as unavailable (e.g. LPIPS without its weights) are left out with the run's reason.
+reports as unavailable (e.g. LPIPS without its weights) are left out with the run's reason. On the toy world the
+perceptual side is ``fd_toy`` (Fréchet distance in the bundled toy feature network's features; lower is better).
 
 Usage: .venv/bin/python bench/fixed_start_sweep.py [--experiment toy_varblur] [--num-images 16]
        [--starts 10 25 50 100 200 400]
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from flash_vs_baseline import ROOT, run_method
 
-METRICS = ("psnr", "ssim", "lpips", "fid")
+METRICS = ("psnr", "ssim", "lpips", "fid", "fd_toy")  # fd_toy: the toy perceptual proxy (toy features, not FID)
 
 
 def plot(rows: list[dict], flash: dict, metrics: list[str], path: Path, title: str) -> None:

@@ -44,3 +44,42 @@ def test_toy_ldm_uses_the_ldm_schedule_and_its_latents_are_unit_scale(toy_ldm):
     with torch.no_grad():
         z = toy_ldm.encode(torch.stack([data[k]["x"] for k in range(256)]))
     assert z.shape[1:] == (4, 16, 16) and 0.7 < z.std().item() < 1.3
+
+
+def test_bundled_toy_swinir_restores_varying_blur():
+    """The supervised comparison (solver=swinir) is trained: it beats the measurement it restores, per image."""
+    from flashdiff.data import ToyImages
+    from flashdiff.metrics.image import psnr
+    from flashdiff.operators import GaussianBlur
+    from flashdiff.solvers.swinir import SwinIRRestorer
+
+    net = SwinIRRestorer.from_pretrained(MODELS / "toy_swinir_blur").eval()
+    data = ToyImages("test")
+    x = torch.stack([data[k]["x"] for k in range(16)])
+    op = GaussianBlur(kernel_size=19, max_std=3.0, severity_range=(0.0, 1.0), train_severity_range=(0.0, 1.0),
+                      noise_std=0.05)
+    seeds = torch.arange(16)
+    y = op.measure(x, op.draw(seeds, tuple(x.shape)), seeds)
+    with torch.no_grad():
+        restored = net(y).clamp(0, 1)
+    gain = psnr(restored, x) - psnr(y.clamp(0, 1), x)
+    assert gain.mean() > 2.0 and (gain > 0).float().mean() >= 0.9
+
+
+def test_bundled_toy_pixel_ddpm_predicts_the_noise():
+    """Pixel DPS's model (solver=dps, +experiment=toy_varblur_dps) is trained: on test crops its ε-prediction error
+    is a fraction of the noise's own variance (1) at low, middle and high noise levels."""
+    from flashdiff.data import ToyImages
+    from flashdiff.diffusion import PixelDiffusion
+
+    model = PixelDiffusion.from_pretrained(MODELS / "toy_pixel_ddpm")
+    assert model.latent_shape == (3, 32, 32) and model.schedule.num_steps == 1000
+    data = ToyImages("test")
+    x0 = model.encode(torch.stack([data[k]["x"] for k in range(32)]))
+    gen = torch.Generator().manual_seed(0)
+    for t, bound in ((50, 0.3), (500, 0.03), (900, 0.01)):  # measured 0.14, 0.006, 0.002; random init 1.1
+        a = model.scheduler.alphas_cumprod[t]
+        eps = torch.randn(x0.shape, generator=gen)
+        with torch.no_grad():
+            pred = model.unet(a.sqrt() * x0 + (1 - a).sqrt() * eps, t).sample
+        assert (pred - eps).pow(2).mean() < bound, t
