@@ -40,7 +40,7 @@ def test_every_group_has_options():
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_group_option_composes_and_instantiates(group, option, tmp_path, tiny_encoder_dir, tiny_swinir_dir):
-    trained = [f"solver.network.folder={tiny_swinir_dir}"] if option == "swinir" else []  # not bundled
+    trained = [f"solver.network.folder={tiny_swinir_dir}"] if option == "swinir" else []  # tiny: fast
     cfg = _compose("config", [f"{group}={option}", f"hydra.run.dir={tmp_path}", f"severity_encoder={tiny_encoder_dir}",
                               *trained])
     assert cfg.hydra.runtime.choices[group] == option
@@ -56,9 +56,9 @@ def test_group_option_composes_and_instantiates(group, option, tmp_path, tiny_en
     elif group == "dataset":
         with pytest.raises(InstantiationException, match=r"FileNotFoundError.*(dataset\.root|paths\.\w+_dir)="):
             instantiate(cfg.dataset)
-    elif group == "model" and option == "toy_ldm":
+    elif group == "model" and option in ("toy_ldm", "toy_pixel_ddpm"):  # bundled (PixelDiffusion is a subclass)
         assert isinstance(instantiate(cfg.model), LatentDiffusion)
-    elif group == "model":  # not bundled: a hub id offline, or a toy model `make toy-models` trains
+    elif group == "model":  # not bundled: a hub id offline
         with pytest.raises(InstantiationException, match=r"ModelNotFoundError.*model.path=(CompVis|google|/)"):
             instantiate(cfg.model)
     elif group == "logger":
