@@ -48,16 +48,17 @@ def test_toy_ldm_uses_the_ldm_schedule_and_its_latents_are_unit_scale(toy_ldm):
 
 def test_bundled_toy_swinir_restores_varying_blur():
     """The supervised comparison (solver=swinir) is trained: it beats the measurement it restores, per image."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
     from flashdiff.data import ToyImages
     from flashdiff.metrics.image import psnr
-    from flashdiff.operators import GaussianBlur
     from flashdiff.solvers.swinir import SwinIRRestorer
 
     net = SwinIRRestorer.from_pretrained(MODELS / "toy_swinir_blur").eval()
     data = ToyImages("test")
     x = torch.stack([data[k]["x"] for k in range(16)])
-    op = GaussianBlur(kernel_size=19, max_std=3.0, severity_range=(0.0, 1.0), train_severity_range=(0.0, 1.0),
-                      noise_std=0.05)
+    op = instantiate(OmegaConf.load(ROOT / "conf" / "operator" / "toy_blur_varying.yaml"))  # what it was trained on
     seeds = torch.arange(16)
     y = op.measure(x, op.draw(seeds, tuple(x.shape)), seeds)
     with torch.no_grad():
