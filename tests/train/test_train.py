@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from flashdiff.data import ToyImages
@@ -49,3 +50,13 @@ def test_training_lowers_the_loss_and_resumes_from_checkpoint(tmp_path):
     fit(fresh, data, LoopSettings(steps=30, batch_size=16, resume=True), tmp_path)
     for k, v in fresh.autoencoder.state_dict().items():
         torch.testing.assert_close(v, saved[k])
+
+
+def test_resume_from_a_checkpoint_of_another_model_names_the_folder_and_the_fix(tmp_path):
+    data = ToyImages("train", length=16)
+    settings = LoopSettings(steps=2, batch_size=8, warmup_steps=1, checkpoint_every=1)
+    fit(AutoencoderObjective(build_autoencoder(TINY_AE, 32)), data, settings, tmp_path)
+    other = torch.nn.Linear(3, 3)  # a rerun into the same directory with another architecture
+    other.forward = lambda batch: {"loss": other.weight.sum()}
+    with pytest.raises(ValueError, match=r"checkpoint of another model.*hydra\.run\.dir.*train\.loop\.resume=false"):
+        fit(other, data, LoopSettings(steps=4, batch_size=8, resume=True), tmp_path)
