@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from flashdiff.data import ImageFolder, ToyImages, image_seed
-from flashdiff.data.toy import SPLIT_PHOTOS
+from flashdiff.data.toy import SPLIT_PHOTOS, load_photo
 
 
 def test_splits_use_disjoint_photos():
@@ -42,6 +42,22 @@ def test_other_crop_size():
     assert ToyImages("val", size=64)[0]["x"].shape == (3, 64, 64)
     with pytest.raises(ValueError, match="dataset.split"):
         ToyImages("nope")
+
+
+def test_downscaled_world_crops_area_means_of_the_photos_under_their_own_ids():
+    native, small = ToyImages("test"), ToyImages("test", downscale=2)
+    assert len(small) < len(native) / 3  # a quarter of the area, flat crops still left out
+    item = small[0]
+    name, rc = item["id"].split("/")[1:]
+    assert name.endswith("@x2") and item["seed"] == image_seed(item["id"])
+    r, c = int(rc[1:5]), int(rc[6:])
+    photo = torch.from_numpy(load_photo(name.removesuffix("@x2"))).permute(2, 0, 1)
+    block = photo[:, 2 * r:2 * r + 64, 2 * c:2 * c + 64]
+    torch.testing.assert_close(item["x"], torch.nn.functional.avg_pool2d(block[None], 2)[0])
+    assert ToyImages("train", length=4, downscale=2)[0]["id"] == "toy/train@x2/0"
+    assert ToyImages("train", length=4)[0]["id"] == "toy/train/0"  # the native world's ids (and seeds) unchanged
+    with pytest.raises(ValueError, match="dataset.downscale"):
+        ToyImages("val", downscale=0)
 
 
 def test_image_seed_matches_reference_str2int():

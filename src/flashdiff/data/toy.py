@@ -28,8 +28,13 @@ MIN_CROP_STD = 0.02  # crops flatter than this (black sky, retina border) carry 
 
 
 @functools.cache
-def load_photo(name: str) -> np.ndarray:
-    """One bundled photo as float32 (H, W, 3) in [0, 1]; nothing is downloaded."""
+def load_photo(name: str, downscale: int = 1) -> np.ndarray:
+    """A bundled photo as float32 (H, W, 3) in [0, 1], ``downscale`` × smaller by area means; nothing is downloaded."""
+    if downscale > 1:
+        photo = load_photo(name)
+        h, w = photo.shape[0] // downscale, photo.shape[1] // downscale
+        blocks = photo[:h * downscale, :w * downscale].reshape(h, downscale, w, downscale, 3)
+        return np.ascontiguousarray(blocks.mean(axis=(1, 3), dtype=np.float64), dtype=np.float32)
     import skimage.data
 
     if name in ("china", "flower"):
@@ -50,11 +55,11 @@ def load_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3], dtype=np.float32) / 255.0
 
 
-def grid_crops(names: tuple[str, ...], size: int) -> list[tuple[str, int, int]]:
-    """Non-overlapping crops (photo, row, col) of the photos, flat ones left out, in a fixed shuffled order."""
+def grid_crops(names: tuple[str, ...], size: int, downscale: int = 1) -> list[tuple[str, int, int]]:
+    """Non-overlapping crops (photo, row, col) of the (downscaled) photos, flat ones left out, fixed shuffled order."""
     crops = []
     for name in names:
-        photo = load_photo(name)
+        photo = load_photo(name, downscale)
         for r in range(0, photo.shape[0] - size + 1, size):
             for c in range(0, photo.shape[1] - size + 1, size):
                 if photo[r:r + size, c:c + size].std() >= MIN_CROP_STD:
@@ -67,23 +72,28 @@ class ToyImages(Dataset):
     """Toy-world crops as ``{"x": (3, size, size) in [0,1], "index", "id", "seed"}``.
 
     ``train`` has ``length`` items, each a crop drawn deterministically from its index (random position and
-    flips); ``val`` and ``test`` are fixed grids of crops of held-out photos.
+    flips); ``val`` and ``test`` are fixed grids of crops of held-out photos. ``downscale`` > 1 crops photos shrunk
+    that many times (a harder world: more structure per crop, fewer crops); ids then carry ``@x<downscale>``.
     """
 
-    def __init__(self, split: str = "test", size: int = 32, length: int = 50_000) -> None:
+    def __init__(self, split: str = "test", size: int = 32, length: int = 50_000, downscale: int = 1) -> None:
         if split not in SPLIT_PHOTOS:
             raise ValueError(f"dataset.split must be one of {sorted(SPLIT_PHOTOS)}, got {split!r}")
         if size < 8:
             raise ValueError(f"dataset.size must be at least 8 pixels, got {size}")
-        self.split, self.size = split, size
+        if not (isinstance(downscale, int) and downscale >= 1):
+            raise ValueError(f"dataset.downscale must be an integer >= 1 (1 = native size), got {downscale!r}")
+        self.split, self.size, self.downscale = split, size, downscale
+        self.tag = "" if downscale == 1 else f"@x{downscale}"  # keeps ids (and so noise seeds) apart across scales
         if split == "train":
             self.length = length
-            self.areas = np.array([load_photo(n).shape[0] * load_photo(n).shape[1] for n in SPLIT_PHOTOS[split]],
+            self.areas = np.array([np.prod(load_photo(n, downscale).shape[:2]) for n in SPLIT_PHOTOS[split]],
                                   dtype=np.float64)
         else:
-            self.crops = grid_crops(SPLIT_PHOTOS[split], size)
+            self.crops = grid_crops(SPLIT_PHOTOS[split], size, downscale)
             self.length = len(self.crops)
-        log.info("toy %s split: %d crops of %dx%d", split, self.length, size, size)
+        log.info("toy %s split: %d crops of %dx%d%s", split, self.length, size, size,
+                 f" (photos downscaled {downscale}x)" if downscale > 1 else "")
 
     def __len__(self) -> int:
         return self.length
@@ -94,7 +104,7 @@ class ToyImages(Dataset):
         names = SPLIT_PHOTOS["train"]
         for _ in range(20):
             name = names[rng.choice(len(names), p=self.areas / self.areas.sum())]
-            photo = load_photo(name)
+            photo = load_photo(name, self.downscale)
             r = rng.integers(0, photo.shape[0] - self.size + 1)
             c = rng.integers(0, photo.shape[1] - self.size + 1)
             crop = photo[r:r + self.size, c:c + self.size]
@@ -104,7 +114,7 @@ class ToyImages(Dataset):
             crop = crop[:, ::-1]
         if rng.random() < 0.5:
             crop = crop[::-1]
-        return f"toy/train/{index}", crop
+        return f"toy/train{self.tag}/{index}", crop
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:
@@ -113,6 +123,7 @@ class ToyImages(Dataset):
             image_id, crop = self._train_crop(index)
         else:
             name, r, c = self.crops[index]
-            image_id, crop = f"toy/{name}/r{r:04d}c{c:04d}", load_photo(name)[r:r + self.size, c:c + self.size]
+            image_id = f"toy/{name}{self.tag}/r{r:04d}c{c:04d}"
+            crop = load_photo(name, self.downscale)[r:r + self.size, c:c + self.size]
         x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)  # (3, size, size)
         return {"x": x, "index": index, "id": image_id, "seed": image_seed(image_id)}

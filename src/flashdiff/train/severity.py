@@ -11,6 +11,7 @@ import copy
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,18 +97,25 @@ def _batch(dataset: Dataset, start: int, stop: int, device: torch.device) -> tup
     return x, torch.tensor([int(item["seed"]) for item in items], dtype=torch.int64)
 
 
+def _hat_and_true(encoder: SeverityEncoder, y: Tensor, z0: Tensor) -> tuple[Tensor, Tensor]:
+    """``σ̂²`` and the true error variance ``σ̄²`` of ``ẑ = Ê(y)`` against ``z0``, both (B,)."""
+    z_hat, sigma2_hat = encoder(y)
+    return sigma2_hat, error_variance(z_hat, z0)
+
+
 @torch.no_grad()
-def _grid_batch(encoder: SeverityEncoder, op: Operator, x: Tensor, z0: Tensor, seeds: Tensor,
-                grid: Tensor) -> tuple[Tensor, Tensor]:
-    """σ̂² and true ``σ̄²`` (B, n) for each image at each grid severity, noise seeded per image (same for all t)."""
-    hats, trues = [], []
+def grid_scores(score: Callable[[Tensor], tuple[Tensor, ...]], op: Operator, x: Tensor, seeds: Tensor,
+                grid: Tensor) -> list[Tensor]:
+    """Each (B,) output of ``score(y)`` at every grid severity, as (B, n) on the CPU; noise seeded per image.
+
+    The noise (and any other randomness of the draw) is keyed on the image's seed alone, so it is the same at every
+    severity of the grid: the ordering accuracy then measures the severity, not the noise.
+    """
+    columns = []
     for t in grid.tolist():
         op_t = fixed_severity(op, t)
-        y = op_t.measure(x, op_t.draw(seeds, tuple(x.shape)), seeds)
-        z_hat, sigma2_hat = encoder(y)
-        hats.append(sigma2_hat)
-        trues.append(error_variance(z_hat, z0))
-    return torch.stack(hats, 1).cpu(), torch.stack(trues, 1).cpu()
+        columns.append(score(op_t.measure(x, op_t.draw(seeds, tuple(x.shape)), seeds)))
+    return [torch.stack(c, 1).cpu() for c in zip(*columns, strict=True)]
 
 
 @torch.no_grad()
@@ -142,7 +150,7 @@ def validate_severity(encoder: SeverityEncoder, ldm: LatentDiffusion, op: Operat
         severity.append(params["severity"].cpu())
         hat.append(sigma2_hat.cpu())
         true.append(error_variance(z_hat, z0).cpu())
-        gh, gt = _grid_batch(encoder, op, x, z0, seeds, grid)
+        gh, gt = grid_scores(lambda y, z0=z0: _hat_and_true(encoder, y, z0), op, x, seeds, grid)
         grid_hat.append(gh)
         grid_true.append(gt)
     encoder.train(was_training)
