@@ -60,3 +60,6 @@ def test_resume_from_a_checkpoint_of_another_model_names_the_folder_and_the_fix(
     other.forward = lambda batch: {"loss": other.weight.sum()}
     with pytest.raises(ValueError, match=r"checkpoint of another model.*hydra\.run\.dir.*train\.loop\.resume=false"):
         fit(other, data, LoopSettings(steps=4, batch_size=8, resume=True), tmp_path)
+    wider = AutoencoderObjective(build_autoencoder({**TINY_AE, "block_out_channels": [16, 16]}, 32))  # same names
+    with pytest.raises(ValueError, match="checkpoint of another model"):
+        fit(wider, data, LoopSettings(steps=4, batch_size=8, resume=True), tmp_path)

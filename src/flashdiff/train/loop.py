@@ -72,14 +72,15 @@ def _load_checkpoint(ckpt: Path, model: nn.Module, ema: EMAModel | None, optimiz
     """Restore a checkpoint written by ``_save_checkpoint``; returns its step and training seconds so far.
 
     A checkpoint of another architecture (e.g. a rerun into the same run directory with other model options) is a
-    ValueError that names the folder and both ways out, not a bare ``load_state_dict`` error.
+    ValueError that names the folder and the ways out, not a bare ``load_state_dict`` error.
     """
     weights = load_file(ckpt / "model.safetensors")
-    missing = sorted(set(model.state_dict()) ^ set(weights))
-    if missing:
-        raise ValueError(f"{ckpt} holds a checkpoint of another model ({len(missing)} parameter name(s) differ, e.g. "
-                         f"{missing[0]!r}): it was written by a run with other model options. Train into a new run "
-                         f"directory (hydra.run.dir=...), delete {ckpt}, or set train.loop.resume=false")
+    own = model.state_dict()
+    differ = sorted(set(own) ^ set(weights) | {k for k in set(own) & set(weights) if own[k].shape != weights[k].shape})
+    if differ:
+        raise ValueError(f"{ckpt} holds a checkpoint of another model ({len(differ)} parameter(s) differ in name or "
+                         f"shape, e.g. {differ[0]!r}): it was written by a run with other model options. Train into "
+                         f"a new run directory (hydra.run.dir=...), delete {ckpt}, or set train.loop.resume=false")
     model.load_state_dict(weights)
     if ema is not None and (ckpt / "ema.safetensors").exists():
         shadow = load_file(ckpt / "ema.safetensors")
