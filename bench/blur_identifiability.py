@@ -37,9 +37,10 @@ from flashdiff.data import ToyImages
 from flashdiff.diffusion import LatentDiffusion
 from flashdiff.severity import SeverityEncoder
 from flashdiff.severity.encoder import error_variance, ordering_accuracy, spearman
-from flashdiff.train.severity import grid_scores
+from flashdiff.train.severity import clean_batch, grid_scores
 
 ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
 COLUMNS = ("sharpness", "E0 error variance", "bundled encoder σ̂²", "bundled encoder σ̄²", "regressor")
 
 
@@ -61,18 +62,13 @@ def sharpness(y: Tensor, noise_std: float) -> Tensor:
     return -grad / y.var(dim=(2, 3)).mean(dim=1).clamp_min(1e-8)
 
 
-def items(dataset: ToyImages, start: int, stop: int) -> tuple[Tensor, Tensor]:
-    batch = [dataset[k] for k in range(start, stop)]
-    return torch.stack([b["x"] for b in batch]), torch.tensor([int(b["seed"]) for b in batch], dtype=torch.int64)
-
-
 def train_regressor(op: nn.Module, downscale: int, steps: int, batch_size: int = 64) -> nn.Module:
     torch.manual_seed(0)
     net = regressor()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     data = ToyImages("train", length=steps * batch_size, downscale=downscale)
     for step in tqdm(range(steps), desc=f"regressor (downscale {downscale})", dynamic_ncols=True):
-        x, seeds = items(data, step * batch_size, (step + 1) * batch_size)
+        x, seeds = clean_batch(data, step * batch_size, (step + 1) * batch_size, CPU)
         params = op.draw(seeds, tuple(x.shape), train=True)
         loss = (net(op.measure(x, params, seeds)).squeeze(1) - params["severity"]).pow(2).mean()
         optimizer.zero_grad()
@@ -86,7 +82,7 @@ def statistics(op: nn.Module, dataset: ToyImages, max_images: int, ldm: LatentDi
                bundled: SeverityEncoder, net: nn.Module) -> dict[str, tuple[float, float]]:
     """Spearman (one seeded training-range severity per image) and mean OA (10-severity grid) of every column."""
     n = min(max_images, len(dataset))
-    x, seeds = items(dataset, 0, n)
+    x, seeds = clean_batch(dataset, 0, n, CPU)
     z0 = ldm.encode(x)
 
     def scores(y: Tensor) -> tuple[Tensor, ...]:

@@ -90,7 +90,7 @@ class SeverityObjective(nn.Module):
                              lambda_im=self.lambda_im, detach_target=self.detach_target)
 
 
-def _batch(dataset: Dataset, start: int, stop: int, device: torch.device) -> tuple[Tensor, Tensor]:
+def clean_batch(dataset: Dataset, start: int, stop: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """Clean images (B, 3, H, W) on ``device`` and their per-image seeds (B,) on the CPU."""
     items = [dataset[k] for k in range(start, stop)]
     x = torch.stack([item["x"] for item in items]).to(device)
@@ -138,7 +138,7 @@ def validate_severity(encoder: SeverityEncoder, ldm: LatentDiffusion, op: Operat
     severity, hat, true, grid_hat, grid_true = [], [], [], [], []
     sums = dict.fromkeys(LOSS_TERMS, 0.0)
     for start in range(0, n, batch_size):
-        x, seeds = _batch(dataset, start, min(start + batch_size, n), device)
+        x, seeds = clean_batch(dataset, start, min(start + batch_size, n), device)
         params = op.draw(seeds, tuple(x.shape), train=True)  # per-image seeded, training range
         y = op.measure(x, params, seeds)
         z0 = ldm.encode(x)
@@ -172,7 +172,7 @@ def initial_error_variance(encoder: SeverityEncoder, ldm: LatentDiffusion, op: O
                            batch_size: int) -> tuple[float, Tensor]:
     """``v0``: mean true ``σ̄²`` of the untrained encoder on the first training batch; also that batch's ``y``."""
     device = next(encoder.parameters()).device
-    x, seeds = _batch(dataset, 0, min(batch_size, len(dataset)), device)
+    x, seeds = clean_batch(dataset, 0, min(batch_size, len(dataset)), device)
     y = op.measure(x, op.draw(seeds, tuple(x.shape), train=True), seeds)
     v0 = error_variance(encoder(y)[0], ldm.encode(x)).mean().item()
     return v0, y

@@ -20,7 +20,7 @@ from flashdiff.metrics import psnr
 from flashdiff.solvers.swinir import SwinIRRestorer
 from flashdiff.train.commands import record_training
 from flashdiff.train.loop import LoopSettings, fit
-from flashdiff.train.severity import _batch
+from flashdiff.train.severity import clean_batch
 from flashdiff.types import Operator
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def validate_swinir(network: SwinIRRestorer, op: Operator, dataset: Dataset, *, 
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
     sums = {"psnr": 0.0, "psnr_input": 0.0, "l1": 0.0}
     for start in range(0, n, batch_size):
-        x, seeds = _batch(dataset, start, min(start + batch_size, n), device)
+        x, seeds = clean_batch(dataset, start, min(start + batch_size, n), device)
         y = op.measure(x, op.draw(seeds, tuple(x.shape), train=True), seeds)
         x_hat = network(y)  # (B, 3, H, W)
         sums["psnr"] += psnr(x_hat.clamp(0, 1), x).sum().item()
