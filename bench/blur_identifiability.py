@@ -10,7 +10,10 @@ seeded draws as ``validate_severity``, for estimators that need no severity enco
 - ``bundled encoder σ̂²`` and its true error variance (models/toy_severity_blur), for comparison;
 - ``regressor``: a small CNN (two 5×5 convs, log-energy pooling, MLP) trained to regress the severity t directly
   from y on the training photos (``--steps`` Adam steps, batch 64) — a learned estimator with a target that has no
-  content in it.
+  content in it;
+- ``σ̄² regressor``: the same CNN with a softplus output trained with the severity encoder's variance term,
+  ``(σ̂² - σ̄²)²``, where σ̄² is the untrained E0's error variance — what a σ head with pixel-level context could
+  learn from the method's own target before fine-tuning moves it (the target keeps E0's ranking above).
 
 Each for the native toy world and the photos downscaled 2× (``dataset.downscale=2``, more structure per crop).
 Appends one table with date, commit and machine to bench/results/blur_identifiability.md.
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import hydra
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -41,7 +45,8 @@ from flashdiff.train.severity import clean_batch, grid_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
-COLUMNS = ("sharpness", "E0 error variance", "bundled encoder σ̂²", "bundled encoder σ̄²", "regressor")
+COLUMNS = ("sharpness", "E0 error variance", "bundled encoder σ̂²", "bundled encoder σ̄²", "regressor",
+           "σ̄² regressor")
 
 
 class LogEnergy(nn.Module):
@@ -62,15 +67,24 @@ def sharpness(y: Tensor, noise_std: float) -> Tensor:
     return -grad / y.var(dim=(2, 3)).mean(dim=1).clamp_min(1e-8)
 
 
-def train_regressor(op: nn.Module, downscale: int, steps: int, batch_size: int = 64) -> nn.Module:
+def train_regressor(op: nn.Module, downscale: int, steps: int, ldm: LatentDiffusion | None = None,
+                    e0: SeverityEncoder | None = None, batch_size: int = 64) -> nn.Module:
+    """Adam on the training photos: regress t, or with ``ldm`` and ``e0`` fit softplus(net(y)) to E0's σ̄²."""
     torch.manual_seed(0)
     net = regressor()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     data = ToyImages("train", length=steps * batch_size, downscale=downscale)
-    for step in tqdm(range(steps), desc=f"regressor (downscale {downscale})", dynamic_ncols=True):
+    target = "severity" if e0 is None else "E0's error variance"
+    for step in tqdm(range(steps), desc=f"regress {target} (downscale {downscale})", dynamic_ncols=True):
         x, seeds = clean_batch(data, step * batch_size, (step + 1) * batch_size, CPU)
         params = op.draw(seeds, tuple(x.shape), train=True)
-        loss = (net(op.measure(x, params, seeds)).squeeze(1) - params["severity"]).pow(2).mean()
+        y = op.measure(x, params, seeds)
+        if e0 is None:
+            loss = (net(y).squeeze(1) - params["severity"]).pow(2).mean()
+        else:
+            with torch.no_grad():
+                sigma2_bar = error_variance(e0(y)[0], ldm.encode(x))
+            loss = (F.softplus(net(y).squeeze(1)) - sigma2_bar).pow(2).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -79,7 +93,7 @@ def train_regressor(op: nn.Module, downscale: int, steps: int, batch_size: int =
 
 @torch.no_grad()
 def statistics(op: nn.Module, dataset: ToyImages, max_images: int, ldm: LatentDiffusion, e0: SeverityEncoder,
-               bundled: SeverityEncoder, net: nn.Module) -> dict[str, tuple[float, float]]:
+               bundled: SeverityEncoder, net: nn.Module, net_e0: nn.Module) -> dict[str, tuple[float, float]]:
     """Spearman (one seeded training-range severity per image) and mean OA (10-severity grid) of every column."""
     n = min(max_images, len(dataset))
     x, seeds = clean_batch(dataset, 0, n, CPU)
@@ -88,7 +102,7 @@ def statistics(op: nn.Module, dataset: ToyImages, max_images: int, ldm: LatentDi
     def scores(y: Tensor) -> tuple[Tensor, ...]:
         z_hat, sigma2_hat = bundled(y)
         return (sharpness(y, op.noise_std), error_variance(e0(y)[0], z0), sigma2_hat, error_variance(z_hat, z0),
-                net(y).squeeze(1))
+                net(y).squeeze(1), net_e0(y).squeeze(1))
 
     params = op.draw(seeds, tuple(x.shape), train=True)
     random_severity = scores(op.measure(x, params, seeds))
@@ -112,9 +126,10 @@ def main() -> None:
     for downscale in args.downscales:
         started = time.perf_counter()
         net = train_regressor(op, downscale, args.steps)
+        net_e0 = train_regressor(op, downscale, args.steps, ldm, e0)
         for split in ("val", "test"):
             dataset = ToyImages(split, downscale=downscale)
-            stats = statistics(op, dataset, args.max_images, ldm, e0, bundled, net)
+            stats = statistics(op, dataset, args.max_images, ldm, e0, bundled, net, net_e0)
             rows.append((downscale, split, min(args.max_images, len(dataset)), stats))
         print(f"downscale {downscale}: {time.perf_counter() - started:.0f} s", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
