@@ -235,3 +235,25 @@ def test_feature_head_starts_as_the_paper_head_reads_encoder_features_and_round_
     assert loaded.head_features
     torch.testing.assert_close(loaded(y)[1], feat(y)[1].detach())
     assert not torch.allclose(loaded(y)[1], plain(y)[1].detach())
+
+
+def test_energy_head_starts_constant_learns_fast_and_round_trips(tmp_path):
+    ldm = build_tiny_ldm()
+    y = torch.rand(3, 3, 32, 32)
+    enc = SeverityEncoder.from_latent_diffusion(ldm, head_energy=8, head_lr_mult=10.0)
+    assert not hasattr(enc, "head_weight")  # the 1x1 head is replaced, not left without gradients
+    assert enc.init_head_scale(y, 0.05) == 1.0
+    torch.testing.assert_close(enc(y)[1], torch.full((3,), 0.05))  # constant v0 before training
+    enc(y)[1].sum().backward()
+    last = enc.energy_head.mlp[-1].parametrizations.weight.original
+    assert last.grad.abs().sum() > 0 and enc.encoder.conv_in.weight.grad.abs().sum() == 0  # zero last layer first
+    torch.testing.assert_close(enc.energy_head.mlp[-1].weight, 10.0 * last)  # stored raw, used × head_lr_mult
+    with torch.no_grad():
+        last.normal_()
+    assert enc(y)[1].std() > 0 and (enc(y)[1] > 0).all()
+    enc.save_pretrained(tmp_path)
+    loaded = SeverityEncoder.from_pretrained(tmp_path)
+    assert loaded.head_energy == 8
+    torch.testing.assert_close(loaded(y)[1], enc(y)[1].detach())
+    with pytest.raises(ValueError, match="head_energy"):
+        SeverityEncoder.from_latent_diffusion(ldm, head_energy=8, head_context=4)

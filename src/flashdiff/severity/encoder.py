@@ -16,12 +16,56 @@ import torch
 import torch.nn.functional as F
 from diffusers import VQModel
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from flashdiff.diffusion.model import AUTOENCODERS, LatentDiffusion
 from flashdiff.weights import CONFIG_NAME, FolderSaved, read_folder
 
 log = logging.getLogger(__name__)
 
+
+class _Scaled(nn.Module):
+    """Parametrization ``w = mult * raw``: Adam then moves ``w`` ``mult`` times faster than at the base lr."""
+
+    def __init__(self, mult: float) -> None:
+        super().__init__()
+        self.mult = float(mult)
+
+    def forward(self, raw: Tensor) -> Tensor:
+        return self.mult * raw
+
+    def right_inverse(self, w: Tensor) -> Tensor:
+        return w / self.mult
+
+
+class EnergyHead(nn.Module):
+    """OPTION, not the paper: ``σ̂² = softplus(MLP(log mean_{h,w} (g(h))²))`` from encoder features ``h``.
+
+    ``g`` is two 3×3 convs of width ``width``; the log-energy pooling reads how much structure each filter finds
+    (blur removes it), which a mean of squares of a 1×1 conv of ``ẑ`` cannot turn into "more blur = larger σ̂²".
+    The last layer starts at zero, so before training ``σ̂²`` is the constant its bias gives (``init_head_scale``).
+    """
+
+    def __init__(self, features: int, width: int, lr_mult: float) -> None:
+        super().__init__()
+        self.filters = nn.Sequential(nn.Conv2d(features, width, 3, padding=1), nn.SiLU(),
+                                     nn.Conv2d(width, width, 3, padding=1))
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.SiLU(), nn.Linear(2 * width, 1))
+        nn.init.zeros_(self.mlp[-1].weight)
+        for module in (*self.filters, *self.mlp):
+            for name, _ in list(module.named_parameters(recurse=False)):
+                parametrize.register_parametrization(module, name, _Scaled(lr_mult))
+
+    def forward(self, h: Tensor) -> Tensor:
+        energy = self.filters(h).pow(2).mean(dim=(2, 3)).add(1e-6).log()  # (B, width)
+        return F.softplus(self.mlp(energy).squeeze(1))  # (B,)
+
+    @torch.no_grad()
+    def start_at(self, value: float) -> None:
+        """Make ``σ̂²`` start at ``value`` for every input: zero last weight, bias = softplus⁻¹(value)."""
+        last = self.mlp[-1]
+        last.weight = torch.zeros_like(last.weight)
+        last.bias = torch.full_like(last.bias, float(torch.log(torch.expm1(torch.tensor(float(value))))))
 
 
 class SeverityEncoder(FolderSaved, nn.Module):
@@ -35,7 +79,8 @@ class SeverityEncoder(FolderSaved, nn.Module):
 
     def __init__(self, encoder: nn.Module, quant_conv: nn.Module | None, *, autoencoder_class: str,
                  autoencoder_config: dict[str, Any], scale_factor: float, head_lr_mult: float = 10.0,
-                 head_context: int = 0, head_stop_grad: bool = False, head_features: bool = False) -> None:
+                 head_context: int = 0, head_stop_grad: bool = False, head_features: bool = False,
+                 head_energy: int = 0) -> None:
         super().__init__()
         if autoencoder_class not in AUTOENCODERS:
             raise TypeError(f"severity encoder needs an autoencoder of class {sorted(AUTOENCODERS)}, "
@@ -60,10 +105,18 @@ class SeverityEncoder(FolderSaved, nn.Module):
             nn.init.zeros_(self.context[-1].weight)  # starts as the paper's head exactly
             nn.init.zeros_(self.context[-1].bias)
         self.head_features = bool(head_features)
+        self.head_energy = int(head_energy)
+        if self.head_energy < 0 or (self.head_energy and (self.head_context or self.head_features)):
+            raise ValueError(f"train.head_energy={head_energy} must be >= 0 and replaces the 1x1 head, so it cannot be "
+                             f"combined with head_context={head_context} or head_features={head_features}")
         self._features: Tensor | None = None
-        if self.head_features:  # option, not the paper's: the 1x1 head also reads the encoder's last hidden features
-            width = self.encoder.conv_out.in_channels
+        width = self.encoder.conv_out.in_channels
+        if self.head_features:  # option, not the paper: the 1x1 head also reads the encoder's last hidden features
             self.feature_weight = nn.Parameter(torch.zeros(self.latent_channels, width, 1, 1))  # starts as the paper's
+        if self.head_energy:  # option, not the paper: σ̂² from a log-energy head on those features instead
+            self.energy_head = EnergyHead(width, self.head_energy, self.head_lr_mult)
+            del self.head_weight, self.head_bias  # unused: no parameters that never get a gradient (DDP)
+        if self.head_features or self.head_energy:
             self.encoder.conv_out.register_forward_pre_hook(self._keep_features)
 
     def _keep_features(self, module: nn.Module, args: tuple[Tensor, ...]) -> None:
@@ -72,7 +125,8 @@ class SeverityEncoder(FolderSaved, nn.Module):
 
     @classmethod
     def from_latent_diffusion(cls, ldm: LatentDiffusion, head_lr_mult: float = 10.0, head_context: int = 0,
-                              head_stop_grad: bool = False, head_features: bool = False) -> SeverityEncoder:
+                              head_stop_grad: bool = False, head_features: bool = False,
+                              head_energy: int = 0) -> SeverityEncoder:
         """A trainable deep copy of ``E0`` (encoder + quant_conv) of ``ldm``, so that before training ``ẑ = E0(y)``."""
         ae = ldm.autoencoder
         name = type(ae).__name__
@@ -82,7 +136,8 @@ class SeverityEncoder(FolderSaved, nn.Module):
         config["scaling_factor"] = ldm.scale_factor  # informative only: ``scale_factor`` is what is applied
         model = cls(copy.deepcopy(ae.encoder), copy.deepcopy(ae.quant_conv), autoencoder_class=name,
                     autoencoder_config=config, scale_factor=ldm.scale_factor, head_lr_mult=head_lr_mult,
-                    head_context=head_context, head_stop_grad=head_stop_grad, head_features=head_features)
+                    head_context=head_context, head_stop_grad=head_stop_grad, head_features=head_features,
+                    head_energy=head_energy)
         return model.requires_grad_(True).train()
 
     def head(self, z: Tensor, features: Tensor | None = None) -> Tensor:
@@ -107,12 +162,21 @@ class SeverityEncoder(FolderSaved, nn.Module):
             z_hat_in, features = z_hat.detach(), None if features is None else features.detach()
         else:
             z_hat_in = z_hat
+        if self.head_energy:
+            return z_hat, self.energy_head(features)
         sigma2_hat = self.head(z_hat_in, features).pow(2).mean(dim=(1, 2, 3))
         return z_hat, sigma2_hat
 
     @torch.no_grad()
     def init_head_scale(self, y: Tensor, v0: float) -> float:
-        """Rescale the head so the batch mean of ``σ̂²(y)`` equals ``v0`` (data-dependent init); returns the factor."""
+        """Rescale the head so the batch mean of ``σ̂²(y)`` equals ``v0`` (data-dependent init); returns the factor.
+
+        The energy head (option) instead starts at ``σ̂² = v0`` for every input (factor 1.0).
+        """
+        if self.head_energy:
+            self.energy_head.start_at(v0)
+            log.info("energy σ head starts at σ̂² = %.4g", v0)
+            return 1.0
         current = self(y)[1].mean().item()
         if not current > 0.0 or not float(v0) > 0.0:
             raise ValueError(f"cannot rescale the σ head: mean σ̂² = {current}, target v0 = {v0} (both must be > 0)")
@@ -140,7 +204,7 @@ class SeverityEncoder(FolderSaved, nn.Module):
                 "autoencoder_config": self.autoencoder_config, "scale_factor": self.scale_factor,
                 "head_lr_mult": self.head_lr_mult, "latent_channels": self.latent_channels,
                 "head_context": self.head_context, "head_stop_grad": self.head_stop_grad,
-                "head_features": self.head_features}
+                "head_features": self.head_features, "head_energy": self.head_energy}
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> SeverityEncoder:
@@ -155,7 +219,7 @@ class SeverityEncoder(FolderSaved, nn.Module):
         model = cls(ae.encoder, ae.quant_conv, autoencoder_class=name, autoencoder_config=config["autoencoder_config"],
                     scale_factor=config["scale_factor"], head_lr_mult=config["head_lr_mult"],
                     head_context=config.get("head_context", 0), head_stop_grad=config.get("head_stop_grad", False),
-                    head_features=config.get("head_features", False))
+                    head_features=config.get("head_features", False), head_energy=config.get("head_energy", 0))
         model.load_state_dict(weights)
         log.info("loaded severity encoder (%s, scale %.4f) from %s", name, model.scale_factor, folder)
         return model.requires_grad_(False).eval()
