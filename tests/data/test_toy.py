@@ -104,3 +104,12 @@ def test_image_folder_split_placeholder_picks_the_split_file(tmp_path):
     assert len(ImageFolder(tmp_path / "imgs", split_file=pattern, size=8)) == 2  # test is the default split
     with pytest.raises(ValueError, match=r"dataset.split=val needs dataset.split_file with a \{split\}"):
         ImageFolder(tmp_path / "imgs", size=8, split="val")  # never tune on the test images by accident
+
+
+def test_val_stride_gives_a_denser_grid_of_overlapping_val_crops_and_leaves_test_alone():
+    sparse, dense = ToyImages("val", downscale=2), ToyImages("val", downscale=2, val_stride=16)
+    assert len(sparse) == 28 and len(dense) > 3 * len(sparse)  # chelsea at 2x: 4 x 7 crops, or 8 x 13 every 16 px
+    assert {item["id"] for item in sparse} < {item["id"] for item in dense}  # the sparse grid is part of the dense one
+    assert len(ToyImages("test", val_stride=16)) == len(ToyImages("test"))
+    with pytest.raises(ValueError, match="dataset.val_stride"):
+        ToyImages("val", val_stride=33)

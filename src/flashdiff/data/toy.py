@@ -55,13 +55,16 @@ def load_photo(name: str, downscale: int = 1) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3], dtype=np.float32) / 255.0
 
 
-def grid_crops(names: tuple[str, ...], size: int, downscale: int = 1) -> list[tuple[str, int, int]]:
-    """Non-overlapping crops (photo, row, col) of the (downscaled) photos, flat ones left out, fixed shuffled order."""
+def grid_crops(names: tuple[str, ...], size: int, downscale: int = 1,
+               stride: int | None = None) -> list[tuple[str, int, int]]:
+    """Crops (photo, row, col) of the (downscaled) photos every ``stride`` pixels (default ``size``: non-overlapping),
+    flat ones left out, in a fixed shuffled order."""
+    step = size if stride is None else stride
     crops = []
     for name in names:
         photo = load_photo(name, downscale)
-        for r in range(0, photo.shape[0] - size + 1, size):
-            for c in range(0, photo.shape[1] - size + 1, size):
+        for r in range(0, photo.shape[0] - size + 1, step):
+            for c in range(0, photo.shape[1] - size + 1, step):
                 if photo[r:r + size, c:c + size].std() >= MIN_CROP_STD:
                     crops.append((name, r, c))
     order = np.random.default_rng(0).permutation(len(crops))  # fixed order: the first N mix both photos
@@ -72,17 +75,23 @@ class ToyImages(Dataset):
     """Toy-world crops as ``{"x": (3, size, size) in [0,1], "index", "id", "seed"}``.
 
     ``train`` has ``length`` items, each a crop drawn deterministically from its index (random position and
-    flips); ``val`` and ``test`` are fixed grids of crops of held-out photos. ``downscale`` > 1 crops photos shrunk
-    that many times (a harder world: more structure per crop, fewer crops); ids then carry ``@x<downscale>``.
+    flips); ``val`` and ``test`` are fixed grids of non-overlapping crops of held-out photos (``val_stride`` <
+    ``size`` makes ``val`` a denser grid of overlapping crops: its one photo gives only 28 crops at ``downscale``
+    2). ``downscale`` > 1 crops photos shrunk that many times (a harder world: more structure per crop, fewer
+    crops); ids then carry ``@x<downscale>``.
     """
 
-    def __init__(self, split: str = "test", size: int = 32, length: int = 50_000, downscale: int = 1) -> None:
+    def __init__(self, split: str = "test", size: int = 32, length: int = 50_000, downscale: int = 1,
+                 val_stride: int | None = None) -> None:
         if split not in SPLIT_PHOTOS:
             raise ValueError(f"dataset.split must be one of {sorted(SPLIT_PHOTOS)}, got {split!r}")
         if size < 8:
             raise ValueError(f"dataset.size must be at least 8 pixels, got {size}")
         if not (isinstance(downscale, int) and downscale >= 1):
             raise ValueError(f"dataset.downscale must be an integer >= 1 (1 = native size), got {downscale!r}")
+        if val_stride is not None and not (isinstance(val_stride, int) and 1 <= val_stride <= size):
+            raise ValueError(f"dataset.val_stride must be null (= dataset.size: non-overlapping val crops) or an "
+                             f"integer in [1, {size}], got {val_stride!r}")
         self.split, self.size, self.downscale = split, size, downscale
         self.tag = "" if downscale == 1 else f"@x{downscale}"  # keeps ids (and so noise seeds) apart across scales
         if split == "train":
@@ -90,7 +99,7 @@ class ToyImages(Dataset):
             self.areas = np.array([np.prod(load_photo(n, downscale).shape[:2]) for n in SPLIT_PHOTOS[split]],
                                   dtype=np.float64)
         else:
-            self.crops = grid_crops(SPLIT_PHOTOS[split], size, downscale)
+            self.crops = grid_crops(SPLIT_PHOTOS[split], size, downscale, val_stride if split == "val" else None)
             self.length = len(self.crops)
         log.info("toy %s split: %d crops of %dx%d%s", split, self.length, size, size,
                  f" (photos downscaled {downscale}x)" if downscale > 1 else "")
