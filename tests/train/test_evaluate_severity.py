@@ -1,0 +1,43 @@
+"""``python -m flashdiff.train.evaluate_severity``: the training validation's statistics for a saved encoder."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+from flashdiff.data import ToyImages
+from flashdiff.diffusion import LatentDiffusion
+from flashdiff.operators import GaussianBlur
+from flashdiff.severity import SeverityEncoder
+from flashdiff.train import evaluate_severity
+from flashdiff.train.severity import validate_severity
+from tests.conftest import ROOT
+
+torch.set_num_threads(1)
+
+
+def test_scores_the_bundled_blur_encoder_on_a_denser_downscaled_val_grid(tmp_path, monkeypatch, capsys):
+    encoder, out = ROOT / "models" / "toy_severity_blur", tmp_path / "scores.jsonl"
+    monkeypatch.setattr(sys, "argv", ["evaluate_severity", "--encoder", str(encoder), "--downscale", "2",
+                                      "--val-stride", "16", "--max-images", "3", "--out", str(out)])
+    evaluate_severity.main()
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["split"] for row in printed] == ["val", "test"]
+    assert [json.loads(line) for line in out.read_text().splitlines()] == printed  # appended as printed
+    val = printed[0]
+    assert val["n_images"] == 3 and val["downscale"] == 2 and val["val_stride"] == 16 and val["commit"]
+    # the same numbers as training's validation on those crops (the preset's operator, the encoder's λσ)
+    meta = json.loads((encoder / "config.json").read_text())["metadata"]
+    direct = validate_severity(SeverityEncoder.from_pretrained(encoder).eval(),
+                               LatentDiffusion.from_pretrained(ROOT / "models" / "toy_ldm", unet_subfolder=None),
+                               GaussianBlur(kernel_size=19, max_std=3.0), ToyImages("val", downscale=2, val_stride=16),
+                               lambda_sigma=meta["lambda_sigma"], lambda_im=meta["lambda_im"], max_images=3)
+    for key in ("ordering_accuracy", "ordering_accuracy_true", "latent", "sigma2_hat_mean"):
+        assert val[key] == pytest.approx(direct[key], rel=1e-5)
+
+
+def test_a_missing_preset_is_named(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["evaluate_severity", "--encoder", "x", "--preset", "nope"])
+    with pytest.raises(SystemExit, match="--preset nope"):
+        evaluate_severity.main()
