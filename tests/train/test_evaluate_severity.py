@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from flashdiff.data import ToyImages
 from flashdiff.diffusion import LatentDiffusion
@@ -33,7 +34,8 @@ def test_scores_the_bundled_blur_encoder_on_a_denser_downscaled_val_grid(tmp_pat
                                LatentDiffusion.from_pretrained(ROOT / "models" / "toy_ldm", unet_subfolder=None),
                                GaussianBlur(kernel_size=19, max_std=3.0), ToyImages("val", downscale=2, val_stride=16),
                                lambda_sigma=meta["lambda_sigma"], lambda_im=meta["lambda_im"], max_images=3)
-    for key in ("ordering_accuracy", "ordering_accuracy_true", "latent", "sigma2_hat_mean"):
+    assert val["lambda_sigma"] == meta["lambda_sigma"]
+    for key in ("ordering_accuracy", "ordering_accuracy_true", "loss", "latent", "sigma2_hat_mean"):
         assert val[key] == pytest.approx(direct[key], rel=1e-5)
 
 
@@ -41,3 +43,12 @@ def test_a_missing_preset_is_named(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["evaluate_severity", "--encoder", "x", "--preset", "nope"])
     with pytest.raises(SystemExit, match="--preset nope"):
         evaluate_severity.main()
+
+
+def test_loss_weights_come_from_the_encoder_else_the_preset():
+    preset = OmegaConf.create({"lambda_sigma": "auto", "lambda_im": 1.0})
+    assert evaluate_severity.loss_weights({"lambda_sigma": 30.0, "lambda_im": 0.5}, preset) == {
+        "lambda_sigma": 30.0, "lambda_im": 0.5}
+    assert evaluate_severity.loss_weights({"v0": 0.1}, preset)["lambda_sigma"] == pytest.approx(100.0)  # 1 / v0²
+    with pytest.raises(SystemExit, match="numeric lambda_sigma"):
+        evaluate_severity.loss_weights({}, preset)  # e.g. a converted checkpoint with an `auto` preset

@@ -7,8 +7,8 @@ the same two for the true latent error variance, every loss term) for any encode
     python -m flashdiff.train.evaluate_severity --encoder models/toy_severity_blur --downscale 2 --val-stride 16
 
 The operator comes from the training preset (``--preset``, a conf/train file), the loss weights from the encoder's
-``config.json`` (else the preset). Prints one json
-line per split; ``--out FILE`` also appends them, with date, commit and machine, to a json-lines file.
+``config.json`` (else the preset). Prints one json line per split; ``--out FILE`` also appends them, with date,
+commit and machine, to a json-lines file.
 """
 
 from __future__ import annotations
@@ -23,16 +23,29 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from flashdiff.cli import ROOT
 from flashdiff.data import ToyImages
 from flashdiff.diffusion import LatentDiffusion
 from flashdiff.severity import SeverityEncoder
-from flashdiff.train.severity import resolve_lambda_sigma, validate_severity
+from flashdiff.train.severity import LOSS_TERMS, resolve_lambda_sigma, validate_severity
+from flashdiff.weights import CONFIG_NAME
 
-STATISTICS = ("spearman", "ordering_accuracy", "spearman_true", "ordering_accuracy_true", "latent",
+STATISTICS = ("spearman", "ordering_accuracy", "spearman_true", "ordering_accuracy_true", *LOSS_TERMS,
               "sigma2_hat_mean", "error_variance_mean", "n_images")
+
+
+def loss_weights(saved: dict, preset: DictConfig) -> dict[str, float]:
+    """λσ and λim the encoder was trained with (its saved metadata), else the preset's."""
+    if "lambda_sigma" in saved:
+        lambda_sigma = saved["lambda_sigma"]
+    elif preset.lambda_sigma != "auto" or "v0" in saved:
+        lambda_sigma = resolve_lambda_sigma(preset.lambda_sigma, saved.get("v0", 1.0))
+    else:
+        raise SystemExit(f"the encoder's {CONFIG_NAME} has neither lambda_sigma nor v0, and the preset's lambda_sigma "
+                         "is auto: pick a --preset with a numeric lambda_sigma")
+    return {"lambda_sigma": float(lambda_sigma), "lambda_im": float(saved.get("lambda_im", preset.lambda_im))}
 
 
 def main() -> None:
@@ -50,13 +63,10 @@ def main() -> None:
     if not preset_file.is_file():
         raise SystemExit(f"--preset {args.preset}: no file {preset_file}")
     preset = OmegaConf.load(preset_file)
-    encoder = SeverityEncoder.from_pretrained(args.encoder).eval()
+    encoder = SeverityEncoder.from_pretrained(args.encoder)  # names a missing or broken folder
+    weights = loss_weights(json.loads((Path(args.encoder) / CONFIG_NAME).read_text()).get("metadata", {}), preset)
     ldm = LatentDiffusion.from_pretrained(args.model, unet_subfolder=None)
     op = instantiate(preset.operator)
-    saved = json.loads((Path(args.encoder) / "config.json").read_text()).get("metadata", {})
-    weights = {"lambda_sigma": float(saved.get("lambda_sigma", resolve_lambda_sigma(preset.lambda_sigma,
-                                                                                float(saved.get("v0", 1.0))))),
-               "lambda_im": float(saved.get("lambda_im", preset.lambda_im))}  # the encoder's own, else the preset's
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     for split in ("val", "test"):
         data = ToyImages(split, downscale=args.downscale, val_stride=args.val_stride)
@@ -64,7 +74,7 @@ def main() -> None:
         row = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit.stdout.strip() or None,
                "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
                "encoder": args.encoder, "model": args.model, "preset": args.preset, "downscale": args.downscale,
-               "val_stride": args.val_stride, "split": split} | {k: stats[k] for k in STATISTICS}
+               "val_stride": args.val_stride, "split": split} | weights | {k: stats[k] for k in STATISTICS}
         print(json.dumps(row))
         if args.out:
             with open(args.out, "a") as f:
