@@ -175,7 +175,8 @@ def train(cfg: DictConfig) -> None:
                                    head_lr_mult=cfg.train.head_lr_mult, detach_target=cfg.train.detach_target,
                                    head_context=cfg.train.head_context, head_stop_grad=cfg.train.head_stop_grad,
                                    head_features=cfg.train.head_features,
-                                   head_energy=cfg.train.head_energy, run=run,
+                                   head_energy=cfg.train.head_energy,
+                                   head_energy_early=cfg.train.head_energy_early, run=run,
                                    test_set=instantiate(cfg.dataset, split="test"),
                                    max_val_images=cfg.train.max_val_images)
         elif cfg.train.name == "swinir":

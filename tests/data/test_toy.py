@@ -113,3 +113,27 @@ def test_val_stride_gives_a_denser_grid_of_overlapping_val_crops_and_leaves_test
     assert len(ToyImages("test", val_stride=16)) == len(ToyImages("test"))
     with pytest.raises(ValueError, match="dataset.val_stride"):
         ToyImages("val", val_stride=33)
+
+
+def test_train_downscales_draw_each_train_crop_at_one_of_the_listed_scales(monkeypatch):
+    from flashdiff.data import toy
+
+    asked = []
+    def recorded(name, downscale=1):
+        asked.append(downscale)
+        return load_photo(name, downscale)
+
+    monkeypatch.setattr(toy, "load_photo", recorded)
+    mixed = ToyImages("train", downscale=2, train_downscales=[1, 2])
+    asked.clear()
+    items = [mixed[k] for k in range(40)]
+    assert set(asked) == {1, 2}  # both scales are drawn
+    assert items[0]["id"] == "toy/train@x1+2/0" and items[0]["x"].shape == (3, 32, 32)
+    assert torch.equal(ToyImages("train", downscale=2, train_downscales=[1, 2])[7]["x"], items[7]["x"])
+    plain, listed = ToyImages("train", downscale=2), ToyImages("train", downscale=2, train_downscales=[2])
+    asked.clear()
+    assert all(torch.equal(plain[k]["x"], listed[k]["x"]) and plain[k]["id"] == listed[k]["id"] for k in range(8))
+    assert set(asked) == {2}  # one listed scale = the plain world, the same draws
+    assert ToyImages("test", downscale=2, train_downscales=[1, 2]).crops == ToyImages("test", downscale=2).crops
+    with pytest.raises(ValueError, match="dataset.train_downscales"):
+        ToyImages("train", train_downscales=[])

@@ -257,3 +257,30 @@ def test_energy_head_starts_constant_learns_fast_and_round_trips(tmp_path):
     torch.testing.assert_close(loaded(y)[1], enc(y)[1].detach())
     with pytest.raises(ValueError, match="head_energy"):
         SeverityEncoder.from_latent_diffusion(ldm, head_energy=8, head_context=4)
+
+
+def test_energy_head_early_branch_reads_the_first_conv_and_round_trips(tmp_path):
+    ldm = build_tiny_ldm()
+    y = torch.rand(3, 3, 32, 32)
+    enc = SeverityEncoder.from_latent_diffusion(ldm, head_energy=8, head_energy_early=True)
+    enc.init_head_scale(y, 0.05)
+    torch.testing.assert_close(enc(y)[1], torch.full((3,), 0.05))  # still a constant v0 before training
+    with torch.no_grad():
+        enc.energy_head.mlp[-1].parametrizations.weight.original.normal_()
+    seen = {}
+    hooks = [enc.encoder.conv_in.register_forward_hook(lambda m, a, out: seen.update(early=out)),
+             enc.encoder.conv_out.register_forward_pre_hook(lambda m, a: seen.update(features=a[0]))]
+    sigma2_hat = enc(y)[1]
+    for hook in hooks:
+        hook.remove()
+    assert seen["early"].shape[-2:] == y.shape[-2:]  # full resolution, unlike the last hidden features
+    torch.testing.assert_close(sigma2_hat, enc.energy_head(seen["features"], seen["early"]))
+    sigma2_hat.sum().backward()
+    assert enc.energy_head.early[0].parametrizations.weight.original.grad.abs().sum() > 0
+    assert enc.energy_head.mlp[0].in_features == 2 * 8  # both sets of log energies
+    enc.save_pretrained(tmp_path)
+    loaded = SeverityEncoder.from_pretrained(tmp_path)
+    assert loaded.head_energy_early
+    torch.testing.assert_close(loaded(y)[1], sigma2_hat.detach())
+    with pytest.raises(ValueError, match="head_energy_early"):
+        SeverityEncoder.from_latent_diffusion(ldm, head_energy_early=True)

@@ -78,11 +78,12 @@ class ToyImages(Dataset):
     flips); ``val`` and ``test`` are fixed grids of non-overlapping crops of held-out photos (``val_stride`` <
     ``size`` makes ``val`` a denser grid of overlapping crops: its one photo gives only 28 crops at ``downscale``
     2). ``downscale`` > 1 crops photos shrunk that many times (a harder world: more structure per crop, fewer
-    crops); ids then carry ``@x<downscale>``.
+    crops); ids then carry ``@x<downscale>``. ``train_downscales`` (train only) draws each train crop's scale
+    uniformly from that list instead, e.g. ``[1, 2]``: more training content for a world at ``downscale`` 2.
     """
 
     def __init__(self, split: str = "test", size: int = 32, length: int = 50_000, downscale: int = 1,
-                 val_stride: int | None = None) -> None:
+                 val_stride: int | None = None, train_downscales: list[int] | None = None) -> None:
         if split not in SPLIT_PHOTOS:
             raise ValueError(f"dataset.split must be one of {sorted(SPLIT_PHOTOS)}, got {split!r}")
         if size < 8:
@@ -92,12 +93,18 @@ class ToyImages(Dataset):
         if val_stride is not None and not (isinstance(val_stride, int) and 1 <= val_stride <= size):
             raise ValueError(f"dataset.val_stride must be null (= dataset.size: non-overlapping val crops) or an "
                              f"integer in [1, {size}], got {val_stride!r}")
+        scales = [downscale] if train_downscales is None else list(train_downscales)
+        if not scales or not all(isinstance(k, int) and k >= 1 for k in scales):
+            raise ValueError(f"dataset.train_downscales must be null (= [dataset.downscale]) or a non-empty list of "
+                             f"integers >= 1, got {train_downscales!r}")
         self.split, self.size, self.downscale = split, size, downscale
         self.tag = "" if downscale == 1 else f"@x{downscale}"  # keeps ids (and so noise seeds) apart across scales
         if split == "train":
-            self.length = length
-            self.areas = np.array([np.prod(load_photo(n, downscale).shape[:2]) for n in SPLIT_PHOTOS[split]],
-                                  dtype=np.float64)
+            self.length, self.scales = length, scales
+            self.areas = {k: np.array([np.prod(load_photo(n, k).shape[:2]) for n in SPLIT_PHOTOS[split]],
+                                      dtype=np.float64) for k in scales}
+            if scales != [downscale]:
+                self.tag = "@x" + "+".join(map(str, scales))
         else:
             self.crops = grid_crops(SPLIT_PHOTOS[split], size, downscale, val_stride if split == "val" else None)
             self.length = len(self.crops)
@@ -108,12 +115,14 @@ class ToyImages(Dataset):
         return self.length
 
     def _train_crop(self, index: int) -> tuple[str, np.ndarray]:
-        """A random crop with flips, drawn from the index alone (area-weighted photo choice, flat crops redrawn)."""
+        """A random crop with flips, drawn from the index alone (scale, area-weighted photo, flat crops redrawn)."""
         rng = np.random.default_rng(index)
         names = SPLIT_PHOTOS["train"]
         for _ in range(20):
-            name = names[rng.choice(len(names), p=self.areas / self.areas.sum())]
-            photo = load_photo(name, self.downscale)
+            scale = self.scales[rng.integers(len(self.scales))] if len(self.scales) > 1 else self.scales[0]
+            areas = self.areas[scale]
+            name = names[rng.choice(len(names), p=areas / areas.sum())]
+            photo = load_photo(name, scale)
             r = rng.integers(0, photo.shape[0] - self.size + 1)
             c = rng.integers(0, photo.shape[1] - self.size + 1)
             crop = photo[r:r + self.size, c:c + self.size]

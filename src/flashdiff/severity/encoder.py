@@ -43,21 +43,27 @@ class EnergyHead(nn.Module):
 
     ``g`` is two 3×3 convs of width ``width``; the log-energy pooling reads how much structure each filter finds
     (blur removes it), which a mean of squares of a 1×1 conv of ``ẑ`` cannot turn into "more blur = larger σ̂²".
+    With ``early`` > 0 (``head_energy_early``) a second such branch reads the encoder's first, full-resolution
+    feature map ``e`` (``early`` channels) and the MLP reads both sets of log energies.
     The last layer starts at zero, so before training ``σ̂²`` is the constant its bias gives (``init_head_scale``).
     """
 
-    def __init__(self, features: int, width: int, lr_mult: float) -> None:
+    def __init__(self, features: int, width: int, lr_mult: float, early: int = 0) -> None:
         super().__init__()
-        self.filters = nn.Sequential(nn.Conv2d(features, width, 3, padding=1), nn.SiLU(),
-                                     nn.Conv2d(width, width, 3, padding=1))
-        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.SiLU(), nn.Linear(2 * width, 1))
+        self.filters = _filters(features, width)
+        self.early = _filters(early, width) if early else None
+        inputs = 2 * width if early else width
+        self.mlp = nn.Sequential(nn.Linear(inputs, 2 * width), nn.SiLU(), nn.Linear(2 * width, 1))
         nn.init.zeros_(self.mlp[-1].weight)
-        for module in (*self.filters, *self.mlp):
-            for name, _ in list(module.named_parameters(recurse=False)):
-                parametrize.register_parametrization(module, name, _Scaled(lr_mult))
+        for module in list(self.modules()):
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                for name, _ in list(module.named_parameters(recurse=False)):
+                    parametrize.register_parametrization(module, name, _Scaled(lr_mult))
 
-    def forward(self, h: Tensor) -> Tensor:
-        energy = self.filters(h).pow(2).mean(dim=(2, 3)).add(1e-6).log()  # (B, width)
+    def forward(self, h: Tensor, early: Tensor | None = None) -> Tensor:
+        energy = _log_energy(self.filters(h))  # (B, width)
+        if self.early is not None:
+            energy = torch.cat([energy, _log_energy(self.early(early))], dim=1)  # (B, 2 width)
         return F.softplus(self.mlp(energy).squeeze(1))  # (B,)
 
     @torch.no_grad()
@@ -66,6 +72,16 @@ class EnergyHead(nn.Module):
         last = self.mlp[-1]
         last.weight = torch.zeros_like(last.weight)
         last.bias = torch.full_like(last.bias, float(torch.log(torch.expm1(torch.tensor(float(value))))))
+
+
+def _filters(channels: int, width: int) -> nn.Sequential:
+    """Two 3×3 convs ``channels -> width -> width`` with a SiLU between: the energy head's filter bank."""
+    return nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.SiLU(), nn.Conv2d(width, width, 3, padding=1))
+
+
+def _log_energy(maps: Tensor) -> Tensor:
+    """``log(mean_{h,w} maps² + 1e-6)``: (B, K, h, w) -> (B, K)."""
+    return maps.pow(2).mean(dim=(2, 3)).add(1e-6).log()
 
 
 class SeverityEncoder(FolderSaved, nn.Module):
@@ -80,7 +96,7 @@ class SeverityEncoder(FolderSaved, nn.Module):
     def __init__(self, encoder: nn.Module, quant_conv: nn.Module | None, *, autoencoder_class: str,
                  autoencoder_config: dict[str, Any], scale_factor: float, head_lr_mult: float = 10.0,
                  head_context: int = 0, head_stop_grad: bool = False, head_features: bool = False,
-                 head_energy: int = 0) -> None:
+                 head_energy: int = 0, head_energy_early: bool = False) -> None:
         super().__init__()
         if autoencoder_class not in AUTOENCODERS:
             raise TypeError(f"severity encoder needs an autoencoder of class {sorted(AUTOENCODERS)}, "
@@ -109,24 +125,35 @@ class SeverityEncoder(FolderSaved, nn.Module):
         if self.head_energy < 0 or (self.head_energy and (self.head_context or self.head_features)):
             raise ValueError(f"train.head_energy={head_energy} must be >= 0 and replaces the 1x1 head, so it cannot be "
                              f"combined with head_context={head_context} or head_features={head_features}")
+        self.head_energy_early = bool(head_energy_early)
+        if self.head_energy_early and not self.head_energy:
+            raise ValueError("train.head_energy_early=true adds a branch to the energy head: set train.head_energy > 0")
         self._features: Tensor | None = None
+        self._early: Tensor | None = None
         width = self.encoder.conv_out.in_channels
         if self.head_features:  # option, not the paper: the 1x1 head also reads the encoder's last hidden features
             self.feature_weight = nn.Parameter(torch.zeros(self.latent_channels, width, 1, 1))  # starts as the paper's
         if self.head_energy:  # option, not the paper: σ̂² from a log-energy head on those features instead
-            self.energy_head = EnergyHead(width, self.head_energy, self.head_lr_mult)
+            early = self.encoder.conv_in.out_channels if self.head_energy_early else 0
+            self.energy_head = EnergyHead(width, self.head_energy, self.head_lr_mult, early=early)
             del self.head_weight, self.head_bias  # unused: no parameters that never get a gradient (DDP)
         if self.head_features or self.head_energy:
             self.encoder.conv_out.register_forward_pre_hook(self._keep_features)
+        if self.head_energy_early:
+            self.encoder.conv_in.register_forward_hook(self._keep_early)
 
     def _keep_features(self, module: nn.Module, args: tuple[Tensor, ...]) -> None:
         """Forward pre-hook on ``encoder.conv_out``: keep its input, the features ``ẑ`` is computed from."""
         self._features = args[0]
 
+    def _keep_early(self, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
+        """Forward hook on ``encoder.conv_in``: keep its output, full-resolution features (``head_energy_early``)."""
+        self._early = output
+
     @classmethod
     def from_latent_diffusion(cls, ldm: LatentDiffusion, head_lr_mult: float = 10.0, head_context: int = 0,
                               head_stop_grad: bool = False, head_features: bool = False,
-                              head_energy: int = 0) -> SeverityEncoder:
+                              head_energy: int = 0, head_energy_early: bool = False) -> SeverityEncoder:
         """A trainable deep copy of ``E0`` (encoder + quant_conv) of ``ldm``, so that before training ``ẑ = E0(y)``."""
         ae = ldm.autoencoder
         name = type(ae).__name__
@@ -137,7 +164,7 @@ class SeverityEncoder(FolderSaved, nn.Module):
         model = cls(copy.deepcopy(ae.encoder), copy.deepcopy(ae.quant_conv), autoencoder_class=name,
                     autoencoder_config=config, scale_factor=ldm.scale_factor, head_lr_mult=head_lr_mult,
                     head_context=head_context, head_stop_grad=head_stop_grad, head_features=head_features,
-                    head_energy=head_energy)
+                    head_energy=head_energy, head_energy_early=head_energy_early)
         return model.requires_grad_(True).train()
 
     def head(self, z: Tensor, features: Tensor | None = None) -> Tensor:
@@ -158,12 +185,14 @@ class SeverityEncoder(FolderSaved, nn.Module):
         moments = self.quant_conv(self.encoder(2.0 * y - 1.0))
         z_hat = moments[:, : self.latent_channels] * self.scale_factor  # KL: posterior mean; VQ: unquantised
         features, self._features = self._features, None
+        early, self._early = self._early, None
         if self.head_stop_grad:
-            z_hat_in, features = z_hat.detach(), None if features is None else features.detach()
+            z_hat_in = z_hat.detach()
+            features, early = (None if t is None else t.detach() for t in (features, early))
         else:
             z_hat_in = z_hat
         if self.head_energy:
-            return z_hat, self.energy_head(features)
+            return z_hat, self.energy_head(features, early)
         sigma2_hat = self.head(z_hat_in, features).pow(2).mean(dim=(1, 2, 3))
         return z_hat, sigma2_hat
 
@@ -204,7 +233,8 @@ class SeverityEncoder(FolderSaved, nn.Module):
                 "autoencoder_config": self.autoencoder_config, "scale_factor": self.scale_factor,
                 "head_lr_mult": self.head_lr_mult, "latent_channels": self.latent_channels,
                 "head_context": self.head_context, "head_stop_grad": self.head_stop_grad,
-                "head_features": self.head_features, "head_energy": self.head_energy}
+                "head_features": self.head_features, "head_energy": self.head_energy,
+                "head_energy_early": self.head_energy_early}
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> SeverityEncoder:
@@ -219,7 +249,8 @@ class SeverityEncoder(FolderSaved, nn.Module):
         model = cls(ae.encoder, ae.quant_conv, autoencoder_class=name, autoencoder_config=config["autoencoder_config"],
                     scale_factor=config["scale_factor"], head_lr_mult=config["head_lr_mult"],
                     head_context=config.get("head_context", 0), head_stop_grad=config.get("head_stop_grad", False),
-                    head_features=config.get("head_features", False), head_energy=config.get("head_energy", 0))
+                    head_features=config.get("head_features", False), head_energy=config.get("head_energy", 0),
+                    head_energy_early=config.get("head_energy_early", False))
         model.load_state_dict(weights)
         log.info("loaded severity encoder (%s, scale %.4f) from %s", name, model.scale_factor, folder)
         return model.requires_grad_(False).eval()

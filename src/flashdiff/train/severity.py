@@ -183,7 +183,7 @@ def train_severity_encoder(ldm: LatentDiffusion, op: Operator, settings: LoopSet
                            lambda_sigma: float | str = "auto", lambda_im: float = 1.0, head_lr_mult: float = 10.0,
                            detach_target: bool = False, head_context: int = 0, head_stop_grad: bool = False,
                            head_features: bool = False, head_energy: int = 0,
-                           run: Any = None, test_set: Dataset | None = None,
+                           head_energy_early: bool = False, run: Any = None, test_set: Dataset | None = None,
                            max_val_images: int | None = 100) -> dict[str, Any]:
     """Fine-tune ``Ê`` from ``ldm``'s ``E0`` (METHOD.md §2), validate, save to ``output_dir``; returns the numbers.
 
@@ -195,7 +195,7 @@ def train_severity_encoder(ldm: LatentDiffusion, op: Operator, settings: LoopSet
     train_range(op)
     encoder = SeverityEncoder.from_latent_diffusion(ldm, head_lr_mult=head_lr_mult, head_context=head_context,
                                                     head_stop_grad=head_stop_grad, head_features=head_features,
-                                                    head_energy=head_energy)
+                                                    head_energy=head_energy, head_energy_early=head_energy_early)
     v0, y = initial_error_variance(encoder, ldm, op, train_set, settings.batch_size)
     encoder.init_head_scale(y, v0)
     lam = resolve_lambda_sigma(lambda_sigma, v0)
@@ -204,7 +204,7 @@ def train_severity_encoder(ldm: LatentDiffusion, op: Operator, settings: LoopSet
     result: dict[str, Any] = {"v0": v0, "lambda_sigma": lam, "lambda_im": float(lambda_im),
                               "detach_target": bool(detach_target), "head_context": int(head_context),
                               "head_stop_grad": bool(head_stop_grad), "head_features": bool(head_features),
-                              "head_energy": int(head_energy),
+                              "head_energy": int(head_energy), "head_energy_early": bool(head_energy_early),
                               "head_lr_mult": float(head_lr_mult)}
     result |= _prefixed("init_val", validate_severity(encoder, ldm, op, val_set, step=0, prefix="severity_init_val",
                                                       **common))
