@@ -34,6 +34,13 @@ def test_toy_autoencoder_reaches_28_db_on_the_test_split(toy_ldm):
     assert quality["n"] >= 64 and quality["psnr"] >= 28.0
 
 
+def test_autoencoder_quality_scores_the_downscaled_world_which_is_harder(toy_ldm):
+    with torch.no_grad():
+        native, harder = autoencoder_quality(toy_ldm, "val"), autoencoder_quality(toy_ldm, "val", downscale=2)
+    assert (native["n"], harder["n"]) == (126, 28)  # chelsea: every crop of each grid
+    assert harder["psnr"] < native["psnr"] - 0.5  # more structure per crop (bench/toy_autoencoders.py records it)
+
+
 def test_toy_ldm_uses_the_ldm_schedule_and_its_latents_are_unit_scale(toy_ldm):
     sched = json.loads((MODELS / "toy_ldm" / "scheduler" / "scheduler_config.json").read_text())
     assert (sched["beta_start"], sched["beta_end"], sched["num_train_timesteps"]) == (0.0015, 0.0195, 1000)

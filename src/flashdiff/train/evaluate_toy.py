@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def autoencoder_quality(model: LatentDiffusion, split: str) -> dict[str, float]:
-    """Mean PSNR/SSIM of ``D0(E0(x))`` over every crop of a split."""
-    data = ToyImages(split)
+def autoencoder_quality(model: LatentDiffusion, split: str, downscale: int = 1) -> dict[str, float]:
+    """Mean PSNR/SSIM of ``D0(E0(x))`` over every crop of a split (of the toy world at ``downscale``)."""
+    data = ToyImages(split, downscale=downscale)
     x = torch.stack([data[k]["x"] for k in range(len(data))])
     x_hat = torch.cat([model.decode(model.encode(c)) for c in x.split(128)])
     return {"n": len(data), "psnr": psnr(x_hat, x).mean().item(), "ssim": ssim(x_hat, x).mean().item()}

@@ -1,0 +1,56 @@
+"""Benchmark: reconstruction quality of toy autoencoders on the toy val and test crops, at any ``dataset.downscale``.
+
+The toy world's bar (issue 2) is ``D0(E0(x))`` at >= 28 dB PSNR on the test crops. A harder world (photos downscaled
+2x, where blur is easier to read from a crop) needs an autoencoder that reaches it there too; this scores candidate
+autoencoders (folders written by ``python -m flashdiff.train train=autoencoder``: ``<folder>/vae``) on every crop of
+each split and appends one json line per folder and scale, with date, commit and machine, to ``--out``.
+
+Usage: .venv/bin/python bench/toy_autoencoders.py models/toy_ldm outputs/models_x2/ae_mix [--downscales 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from flashdiff.diffusion import LatentDiffusion
+from flashdiff.train.evaluate_toy import autoencoder_quality
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", help="LDM folders holding vae/ (e.g. models/toy_ldm)")
+    parser.add_argument("--downscales", type=int, nargs="+", default=[1, 2], help="dataset.downscale values")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "toy_autoencoders.jsonl"))
+    args = parser.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    for folder in args.folders:
+        if not (Path(folder) / "vae").is_dir():
+            raise SystemExit(f"{folder}: no vae/ folder there; pass the output_dir of train=autoencoder")
+        model = LatentDiffusion.from_pretrained(folder, unet_subfolder=None)
+        config = dict(model.autoencoder.config)
+        training = Path(folder) / "vae" / "training.json"
+        for downscale in args.downscales:
+            row = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit.stdout.strip() or None,
+                   "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
+                   "folder": str(folder), "downscale": downscale,
+                   "block_out_channels": list(config["block_out_channels"]),
+                   "latent_channels": config["latent_channels"],
+                   "parameters": sum(p.numel() for p in model.autoencoder.parameters()),
+                   "training": json.loads(training.read_text()) if training.exists() else None}
+            row |= {split: autoencoder_quality(model, split, downscale) for split in ("val", "test")}
+            print(json.dumps(row))
+            with open(args.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
