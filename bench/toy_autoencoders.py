@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
-import time
 from pathlib import Path
 
-import torch
-
+from flashdiff.cli import ROOT
 from flashdiff.diffusion import LatentDiffusion
+from flashdiff.records import provenance
 from flashdiff.train.evaluate_toy import autoencoder_quality
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -31,21 +26,17 @@ def main() -> None:
     parser.add_argument("--downscales", type=int, nargs="+", default=[1, 2], help="dataset.downscale values")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "toy_autoencoders.jsonl"))
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     for folder in args.folders:
         if not (Path(folder) / "vae").is_dir():
             raise SystemExit(f"{folder}: no vae/ folder there; pass the output_dir of train=autoencoder")
         model = LatentDiffusion.from_pretrained(folder, unet_subfolder=None)
-        config = dict(model.autoencoder.config)
-        training = Path(folder) / "vae" / "training.json"
+        config, training = dict(model.autoencoder.config), Path(folder) / "vae" / "training.json"
+        about = {"folder": str(folder), "block_out_channels": list(config["block_out_channels"]),
+                 "latent_channels": config["latent_channels"],
+                 "parameters": sum(p.numel() for p in model.autoencoder.parameters()),
+                 "training": json.loads(training.read_text()) if training.exists() else None}
         for downscale in args.downscales:
-            row = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit.stdout.strip() or None,
-                   "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
-                   "folder": str(folder), "downscale": downscale,
-                   "block_out_channels": list(config["block_out_channels"]),
-                   "latent_channels": config["latent_channels"],
-                   "parameters": sum(p.numel() for p in model.autoencoder.parameters()),
-                   "training": json.loads(training.read_text()) if training.exists() else None}
+            row = provenance(ROOT) | about | {"downscale": downscale}
             row |= {split: autoencoder_quality(model, split, downscale) for split in ("val", "test")}
             print(json.dumps(row))
             with open(args.out, "a") as f:

@@ -6,15 +6,27 @@ import csv
 import json
 import math
 import os
+import platform
+import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from flashdiff.types import COUNTERS
 
 SAMPLE_COLUMNS = ("index", "image_id", "severity", "sigma2_hat", "t_start", "nfe", "psnr", "ssim", "lpips", "seconds",
                   *COUNTERS,  # the solver's per-sample costs after the metrics
                   "toy_feature_mse")  # toy perceptual proxy (flashdiff.metrics.run), added after the costs
+
+
+def provenance(root: str | Path) -> dict[str, Any]:
+    """``date``, ``commit`` (short HEAD of the checkout at ``root``; None outside git) and ``machine`` of a record."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root)
+    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit.stdout.strip() or None,
+            "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"}
 
 
 def write_atomic(path: str | Path, text: str) -> None:

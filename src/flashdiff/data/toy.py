@@ -119,6 +119,7 @@ class ToyImages(Dataset):
         rng = np.random.default_rng(index)
         names = SPLIT_PHOTOS["train"]
         for _ in range(20):
+            # one scale draws nothing extra, so a single-scale world keeps exactly its earlier crops
             scale = self.scales[rng.integers(len(self.scales))] if len(self.scales) > 1 else self.scales[0]
             areas = self.areas[scale]
             name = names[rng.choice(len(names), p=areas / areas.sum())]

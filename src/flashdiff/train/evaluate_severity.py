@@ -16,18 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
-import subprocess
-import time
 from pathlib import Path
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from flashdiff.cli import ROOT
 from flashdiff.data import ToyImages
 from flashdiff.diffusion import LatentDiffusion
+from flashdiff.records import provenance
 from flashdiff.severity import SeverityEncoder
 from flashdiff.train.severity import LOSS_TERMS, resolve_lambda_sigma, validate_severity
 from flashdiff.weights import CONFIG_NAME
@@ -67,14 +64,12 @@ def main() -> None:
     weights = loss_weights(json.loads((Path(args.encoder) / CONFIG_NAME).read_text()).get("metadata", {}), preset)
     ldm = LatentDiffusion.from_pretrained(args.model, unet_subfolder=None)
     op = instantiate(preset.operator)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     for split in ("val", "test"):
         data = ToyImages(split, downscale=args.downscale, val_stride=args.val_stride)
         stats = validate_severity(encoder, ldm, op, data, max_images=args.max_images, **weights)
-        row = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit.stdout.strip() or None,
-               "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
-               "encoder": args.encoder, "model": args.model, "preset": args.preset, "downscale": args.downscale,
-               "val_stride": args.val_stride, "split": split} | weights | {k: stats[k] for k in STATISTICS}
+        row = provenance(ROOT) | {
+            "encoder": args.encoder, "model": args.model, "preset": args.preset, "downscale": args.downscale,
+            "val_stride": args.val_stride, "split": split} | weights | {k: stats[k] for k in STATISTICS}
         print(json.dumps(row))
         if args.out:
             with open(args.out, "a") as f:

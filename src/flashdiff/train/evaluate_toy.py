@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from flashdiff.data import ToyImages
 from flashdiff.data.seeding import generators as sample_generators
 from flashdiff.diffusion import LatentDiffusion
 from flashdiff.metrics import psnr, ssim
+from flashdiff.records import provenance
 from flashdiff.solvers import ddpm
 
 log = logging.getLogger(__name__)
@@ -81,10 +80,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = LatentDiffusion.from_pretrained(args.models)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    record = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit.stdout.strip() or None,
-        "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
+    record = provenance(ROOT) | {
         "autoencoder": {s: autoencoder_quality(model, s) for s in ("val", "test")},
         "measurement_psnr_blur_by_std": {f"{3 * float(t):g}": v for t, v in measurement_psnr(
             "toy_blur_varying", [0.0, 0.25, 0.5, 0.75, 1.0]).items()},
