@@ -187,7 +187,8 @@ def train(cfg: DictConfig) -> None:
 
             train_fd_features(arch, settings, val_set, out, workdir, image_size=int(cfg.dataset.size),
                               grid=int(cfg.train.grid), test_set=instantiate(cfg.dataset, split="test"),
-                              max_val_images=int(cfg.train.max_val_images), run=run)
+                              max_val_images=int(cfg.train.max_val_images), run=run,
+                              downscale=int(cfg.dataset.get("downscale", 1)))
         else:
             raise ValueError(f"train={cfg.train.name}: unknown training command (see conf/train/)")
     finally:

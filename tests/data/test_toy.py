@@ -1,8 +1,9 @@
+import numpy as np
 import pytest
 import torch
 
 from flashdiff.data import ImageFolder, ToyImages, image_seed
-from flashdiff.data.toy import SPLIT_PHOTOS, load_photo
+from flashdiff.data.toy import SPLIT_PHOTOS, detail, load_photo
 
 
 def test_splits_use_disjoint_photos():
@@ -137,3 +138,18 @@ def test_train_downscales_draw_each_train_crop_at_one_of_the_listed_scales(monke
     assert ToyImages("test", downscale=2, train_downscales=[1, 2]).crops == ToyImages("test", downscale=2).crops
     with pytest.raises(ValueError, match="dataset.train_downscales"):
         ToyImages("train", train_downscales=[])
+
+
+def test_train_min_detail_redraws_only_the_flat_train_crops():
+    plain, detailed = ToyImages("train", downscale=2), ToyImages("train", downscale=2, train_min_detail=0.03)
+    pairs = [(plain[k]["x"], detailed[k]["x"]) for k in range(60)]
+    crops = [d.permute(1, 2, 0).numpy() for _, d in pairs]
+    assert min(detail(c) for c in crops) >= 0.03
+    flat = [k for k, (p, _) in enumerate(pairs) if detail(p.permute(1, 2, 0).numpy()) < 0.03]
+    assert flat  # the plain world has flat crops (sky, retina border) ...
+    for k, (p, d) in enumerate(pairs):  # ... and only those are redrawn
+        assert torch.equal(p, d) == (k not in flat)
+    flat_photo = np.zeros((8, 8, 3), np.float32)
+    assert detail(flat_photo) == 0.0 and detail(flat_photo + np.eye(8, dtype=np.float32)[..., None]) > 0.0
+    with pytest.raises(ValueError, match="dataset.train_min_detail"):
+        ToyImages("train", train_min_detail=1.5)

@@ -3,8 +3,10 @@
 import json
 
 import pytest
+import torch
 
 from flashdiff.data import ToyImages
+from flashdiff.data.toy import load_photo
 from flashdiff.metrics.toy_features import ToyFeatures
 from flashdiff.train.fd_features import PhotoRegionCrops, degradation_check, train_fd_features
 from flashdiff.train.loop import LoopSettings
@@ -18,6 +20,19 @@ def test_region_crops_are_deterministic_and_labelled():
     a, b = data[3], data[3]
     assert a["x"].shape == (3, 32, 32) and (a["x"] == b["x"]).all() and a["label"] == b["label"]
     assert data.classes == 9 * 4 and all(0 <= data[k]["label"] < data.classes for k in range(10))
+
+
+def test_region_crops_come_from_the_photos_of_the_world_scale(monkeypatch):
+    from flashdiff.train import fd_features
+
+    asked = []
+    monkeypatch.setattr(fd_features, "load_photo", lambda name, downscale=1: asked.append(downscale) or
+                        load_photo(name, downscale))
+    native, harder = PhotoRegionCrops(32, length=4), PhotoRegionCrops(32, length=4, downscale=2)
+    assert [native[k]["label"] for k in range(4)] and set(asked) == {1}
+    asked.clear()
+    assert harder[0]["x"].shape == (3, 32, 32) and set(asked) == {2}
+    assert not torch.equal(native[0]["x"], harder[0]["x"])  # same draw, different photo scale
 
 
 def test_train_save_load(tmp_path):

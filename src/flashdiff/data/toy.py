@@ -27,6 +27,12 @@ SPLIT_PHOTOS: dict[str, tuple[str, ...]] = {
 MIN_CROP_STD = 0.02  # crops flatter than this (black sky, retina border) carry no structure and are skipped
 
 
+def detail(crop: np.ndarray) -> float:
+    """RMS difference between neighbouring pixels of an (H, W, 3) crop in [0, 1] (both directions)."""
+    dy, dx = np.diff(crop, axis=0), np.diff(crop, axis=1)
+    return float(np.sqrt((dy ** 2).mean() + (dx ** 2).mean()))
+
+
 @functools.cache
 def load_photo(name: str, downscale: int = 1) -> np.ndarray:
     """A bundled photo as float32 (H, W, 3) in [0, 1], ``downscale`` × smaller by area means; nothing is downloaded."""
@@ -80,10 +86,13 @@ class ToyImages(Dataset):
     2). ``downscale`` > 1 crops photos shrunk that many times (a harder world: more structure per crop, fewer
     crops); ids then carry ``@x<downscale>``. ``train_downscales`` (train only) draws each train crop's scale
     uniformly from that list instead, e.g. ``[1, 2]``: more training content for a world at ``downscale`` 2.
+    ``train_min_detail`` (train only) redraws crops whose RMS pixel difference to their neighbours (``detail``) is
+    below it: flat crops (sky, walls) show no blur, so they teach a severity encoder nothing.
     """
 
     def __init__(self, split: str = "test", size: int = 32, length: int = 50_000, downscale: int = 1,
-                 val_stride: int | None = None, train_downscales: list[int] | None = None) -> None:
+                 val_stride: int | None = None, train_downscales: list[int] | None = None,
+                 train_min_detail: float | None = None) -> None:
         if split not in SPLIT_PHOTOS:
             raise ValueError(f"dataset.split must be one of {sorted(SPLIT_PHOTOS)}, got {split!r}")
         if size < 8:
@@ -97,7 +106,11 @@ class ToyImages(Dataset):
         if not scales or not all(isinstance(k, int) and k >= 1 for k in scales):
             raise ValueError(f"dataset.train_downscales must be null (= [dataset.downscale]) or a non-empty list of "
                              f"integers >= 1, got {train_downscales!r}")
+        if train_min_detail is not None and not 0.0 <= float(train_min_detail) < 1.0:
+            raise ValueError(f"dataset.train_min_detail must be null (keep every non-flat crop) or in [0, 1), got "
+                             f"{train_min_detail!r}")
         self.split, self.size, self.downscale = split, size, downscale
+        self.min_detail = None if train_min_detail is None else float(train_min_detail)
         self.tag = "" if downscale == 1 else f"@x{downscale}"  # keeps ids (and so noise seeds) apart across scales
         if split == "train":
             self.length, self.scales = length, scales
@@ -127,8 +140,8 @@ class ToyImages(Dataset):
             r = rng.integers(0, photo.shape[0] - self.size + 1)
             c = rng.integers(0, photo.shape[1] - self.size + 1)
             crop = photo[r:r + self.size, c:c + self.size]
-            if crop.std() >= MIN_CROP_STD:
-                break
+            if crop.std() >= MIN_CROP_STD and (self.min_detail is None or detail(crop) >= self.min_detail):
+                break  # a crop that passes draws nothing extra, so only rejected crops change
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         if rng.random() < 0.5:

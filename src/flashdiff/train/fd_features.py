@@ -38,10 +38,12 @@ class PhotoRegionCrops(Dataset):
     """``{"x": (3, size, size) in [0, 1], "label"}``: a random crop of a train photo; label = photo * grid² + cell.
 
     Item ``k`` is drawn from ``k`` alone (photo uniformly, position uniformly, flips); flat crops are redrawn.
+    ``downscale`` crops the photos shrunk that many times, as the toy world's ``dataset.downscale``.
     """
 
-    def __init__(self, size: int = 32, length: int = 50_000, grid: int = 2, seed: int = 0) -> None:
+    def __init__(self, size: int = 32, length: int = 50_000, grid: int = 2, seed: int = 0, downscale: int = 1) -> None:
         self.size, self.length, self.grid, self.seed = int(size), int(length), int(grid), int(seed)
+        self.downscale = int(downscale)
         self.photos = SPLIT_PHOTOS["train"]
         self.classes = len(self.photos) * self.grid**2
 
@@ -52,7 +54,7 @@ class PhotoRegionCrops(Dataset):
         rng = np.random.default_rng([self.seed, index])
         for _ in range(20):
             k = int(rng.integers(len(self.photos)))
-            photo = load_photo(self.photos[k])
+            photo = load_photo(self.photos[k], self.downscale)
             h, w = photo.shape[:2]
             r, c = int(rng.integers(h - self.size + 1)), int(rng.integers(w - self.size + 1))
             crop = photo[r:r + self.size, c:c + self.size]
@@ -119,18 +121,20 @@ def degradation_check(features: nn.Module, dataset: Dataset, max_images: int = 2
 
 def train_fd_features(arch: dict[str, Any], settings: LoopSettings, val_set: Dataset, output_dir: str | Path,
                       workdir: str | Path, *, image_size: int = 32, grid: int = 2, test_set: Dataset | None = None,
-                      max_val_images: int = 200, run: Any = None) -> dict[str, Any]:
+                      max_val_images: int = 200, run: Any = None, downscale: int = 1) -> dict[str, Any]:
     """Train ``ToyFeatures`` on photo-region classification, check it, save to ``output_dir``; returns the numbers."""
     started = time.perf_counter()
-    train_set = PhotoRegionCrops(image_size, length=max(settings.steps * settings.batch_size, 1), grid=grid)
+    train_set = PhotoRegionCrops(image_size, length=max(settings.steps * settings.batch_size, 1), grid=grid,
+                                 downscale=downscale)
     torch.manual_seed(settings.seed)
     features = ToyFeatures(tuple(arch["widths"]), int(arch["feature_dim"]), classes=train_set.classes)
     result: dict[str, Any] = {"objective": f"photo x {grid}x{grid} region classification ({train_set.classes} "
-                                           "classes) on random crops of the toy train photos, flips"}
+                                           "classes) on random crops of the toy train photos, flips"
+                                           + (f", photos downscaled {downscale}x" if downscale > 1 else "")}
     result |= {f"init_val_fd_{k}": v for k, v in degradation_check(features, val_set, max_val_images).items()}
     objective = fit(RegionObjective(features), train_set, settings, workdir, run=run, desc="fd_features")
     features = objective.features.eval()
-    fresh = PhotoRegionCrops(image_size, length=512, grid=grid, seed=1)
+    fresh = PhotoRegionCrops(image_size, length=512, grid=grid, seed=1, downscale=downscale)
     result["fresh_crop_accuracy"] = region_accuracy(features, fresh)
     result["chance_accuracy"] = 1.0 / train_set.classes
     result |= {f"val_fd_{k}": v for k, v in degradation_check(features, val_set, max_val_images).items()}
