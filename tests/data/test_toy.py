@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -153,3 +155,16 @@ def test_train_min_detail_redraws_only_the_flat_train_crops():
     assert detail(flat_photo) == 0.0 and detail(flat_photo + np.eye(8, dtype=np.float32)[..., None]) > 0.0
     with pytest.raises(ValueError, match="dataset.train_min_detail"):
         ToyImages("train", train_min_detail=1.5)
+
+
+def test_train_augment_transposes_and_permutes_channels_on_top_of_the_same_crops():
+    plain, augmented = ToyImages("train"), ToyImages("train", train_augment=["transpose", "channels"])
+    for k in range(12):
+        x, a = plain[k]["x"], augmented[k]["x"]
+        views = [x[list(p)].transpose(1, 2) if t else x[list(p)]
+                 for t in (False, True) for p in itertools.permutations(range(3))]
+        assert any(torch.equal(a, v) for v in views)  # the same crop, transposed and/or channels permuted
+    assert not all(torch.equal(plain[k]["x"], augmented[k]["x"]) for k in range(12))
+    assert torch.equal(ToyImages("train", train_augment=[])[5]["x"], plain[5]["x"])
+    with pytest.raises(ValueError, match="dataset.train_augment"):
+        ToyImages("train", train_augment=["rotate"])

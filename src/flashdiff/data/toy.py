@@ -24,6 +24,7 @@ SPLIT_PHOTOS: dict[str, tuple[str, ...]] = {
     "val": ("chelsea",),
     "test": ("coffee", "grace_hopper"),
 }
+TRAIN_AUGMENTATIONS = ("transpose", "channels")  # dataset.train_augment: on top of the train split's flips
 MIN_CROP_STD = 0.02  # crops flatter than this (black sky, retina border) carry no structure and are skipped
 
 
@@ -87,12 +88,14 @@ class ToyImages(Dataset):
     crops); ids then carry ``@x<downscale>``. ``train_downscales`` (train only) draws each train crop's scale
     uniformly from that list instead, e.g. ``[1, 2]``: more training content for a world at ``downscale`` 2.
     ``train_min_detail`` (train only) redraws crops whose RMS pixel difference to their neighbours (``detail``) is
-    below it: flat crops (sky, walls) show no blur, so they teach a severity encoder nothing.
+    below it: flat crops (sky, walls) show no blur, so they teach a severity encoder nothing. ``train_augment``
+    (train only) adds augmentations to the flips: ``transpose`` (with the flips, all 8 rotations/reflections) and
+    ``channels`` (a random permutation of the RGB channels): more content variety from the nine photos.
     """
 
     def __init__(self, split: str = "test", size: int = 32, length: int = 50_000, downscale: int = 1,
                  val_stride: int | None = None, train_downscales: list[int] | None = None,
-                 train_min_detail: float | None = None) -> None:
+                 train_min_detail: float | None = None, train_augment: list[str] | None = None) -> None:
         if split not in SPLIT_PHOTOS:
             raise ValueError(f"dataset.split must be one of {sorted(SPLIT_PHOTOS)}, got {split!r}")
         if size < 8:
@@ -109,7 +112,12 @@ class ToyImages(Dataset):
         if train_min_detail is not None and not 0.0 <= float(train_min_detail) < 1.0:
             raise ValueError(f"dataset.train_min_detail must be null (keep every non-flat crop) or in [0, 1), got "
                              f"{train_min_detail!r}")
+        augment = list(train_augment or [])
+        if not set(augment) <= set(TRAIN_AUGMENTATIONS):
+            raise ValueError(f"dataset.train_augment must be a list of {list(TRAIN_AUGMENTATIONS)} (or null), got "
+                             f"{train_augment!r}")
         self.split, self.size, self.downscale = split, size, downscale
+        self.augment = frozenset(augment)
         self.min_detail = None if train_min_detail is None else float(train_min_detail)
         self.tag = "" if downscale == 1 else f"@x{downscale}"  # keeps ids (and so noise seeds) apart across scales
         if split == "train":
@@ -146,6 +154,10 @@ class ToyImages(Dataset):
             crop = crop[:, ::-1]
         if rng.random() < 0.5:
             crop = crop[::-1]
+        if "transpose" in self.augment and rng.random() < 0.5:  # drawn after the flips: no option, same crops
+            crop = crop.transpose(1, 0, 2)
+        if "channels" in self.augment:
+            crop = crop[:, :, rng.permutation(3)]
         return f"toy/train{self.tag}/{index}", crop
 
     def __getitem__(self, index: int) -> dict:
