@@ -168,3 +168,15 @@ def test_train_augment_transposes_and_permutes_channels_on_top_of_the_same_crops
     assert torch.equal(ToyImages("train", train_augment=[])[5]["x"], plain[5]["x"])
     with pytest.raises(ValueError, match="dataset.train_augment"):
         ToyImages("train", train_augment=["rotate"])
+
+
+def test_train_extra_adds_grey_photos_to_the_train_split():
+    extra = ToyImages("train", train_extra=["brick", "grass"])
+    assert extra.photos == (*SPLIT_PHOTOS["train"], "brick", "grass")
+    grass = load_photo("grass", 2)
+    assert grass.shape == (256, 256, 3) and np.array_equal(grass[..., 0], grass[..., 2])
+    grey = [x for x in (extra[k]["x"] for k in range(200)) if torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])]
+    assert grey  # some train crops now come from the grey photos
+    assert ToyImages("train", train_extra=[]).photos == SPLIT_PHOTOS["train"]
+    with pytest.raises(ValueError, match="dataset.train_extra"):
+        ToyImages("train", train_extra=["chelsea"])  # a val photo cannot be added to training

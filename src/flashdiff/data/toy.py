@@ -24,6 +24,7 @@ SPLIT_PHOTOS: dict[str, tuple[str, ...]] = {
     "val": ("chelsea",),
     "test": ("coffee", "grace_hopper"),
 }
+EXTRA_TRAIN_PHOTOS = ("brick", "grass", "gravel", "camera", "coins", "moon")  # grey skimage photos: train_extra
 TRAIN_AUGMENTATIONS = ("transpose", "channels")  # dataset.train_augment: on top of the train split's flips
 MIN_CROP_STD = 0.02  # crops flatter than this (black sky, retina border) carry no structure and are skipped
 
@@ -59,6 +60,8 @@ def load_photo(name: str, downscale: int = 1) -> np.ndarray:
         img = left if name.endswith("left") else right
     else:
         img = getattr(skimage.data, name)()
+    if img.ndim == 2:  # a grey photo (``EXTRA_TRAIN_PHOTOS``): the same values in R, G and B
+        img = np.repeat(img[..., None], 3, axis=2)
     return np.ascontiguousarray(img[..., :3], dtype=np.float32) / 255.0
 
 
@@ -91,11 +94,14 @@ class ToyImages(Dataset):
     below it: flat crops (sky, walls) show no blur, so they teach a severity encoder nothing. ``train_augment``
     (train only) adds augmentations to the flips: ``transpose`` (with the flips, all 8 rotations/reflections) and
     ``channels`` (a random permutation of the RGB channels): more content variety from the nine photos.
+    ``train_extra`` (train only) adds grey photos of ``EXTRA_TRAIN_PHOTOS`` (textures: brick, grass, gravel; scenes:
+    camera, coins, moon) to the nine, as grey RGB crops: content the colour photos lack, for a severity encoder.
     """
 
     def __init__(self, split: str = "test", size: int = 32, length: int = 50_000, downscale: int = 1,
                  val_stride: int | None = None, train_downscales: list[int] | None = None,
-                 train_min_detail: float | None = None, train_augment: list[str] | None = None) -> None:
+                 train_min_detail: float | None = None, train_augment: list[str] | None = None,
+                 train_extra: list[str] | None = None) -> None:
         if split not in SPLIT_PHOTOS:
             raise ValueError(f"dataset.split must be one of {sorted(SPLIT_PHOTOS)}, got {split!r}")
         if size < 8:
@@ -116,13 +122,18 @@ class ToyImages(Dataset):
         if not set(augment) <= set(TRAIN_AUGMENTATIONS):
             raise ValueError(f"dataset.train_augment must be a list of {list(TRAIN_AUGMENTATIONS)} (or null), got "
                              f"{train_augment!r}")
+        extra = list(train_extra or [])
+        if not set(extra) <= set(EXTRA_TRAIN_PHOTOS) or len(set(extra)) != len(extra):
+            raise ValueError(f"dataset.train_extra must be a list of distinct photos of {list(EXTRA_TRAIN_PHOTOS)} (or "
+                             f"null), got {train_extra!r}")
         self.split, self.size, self.downscale = split, size, downscale
         self.augment = frozenset(augment)
         self.min_detail = None if train_min_detail is None else float(train_min_detail)
         self.tag = "" if downscale == 1 else f"@x{downscale}"  # keeps ids (and so noise seeds) apart across scales
         if split == "train":
             self.length, self.scales = length, scales
-            self.areas = {k: np.array([np.prod(load_photo(n, k).shape[:2]) for n in SPLIT_PHOTOS[split]],
+            self.photos = SPLIT_PHOTOS[split] + tuple(extra)
+            self.areas = {k: np.array([np.prod(load_photo(n, k).shape[:2]) for n in self.photos],
                                       dtype=np.float64) for k in scales}
             if scales != [downscale]:
                 self.tag = "@x" + "+".join(map(str, scales))
@@ -138,7 +149,7 @@ class ToyImages(Dataset):
     def _train_crop(self, index: int) -> tuple[str, np.ndarray]:
         """A random crop with flips, drawn from the index alone (scale, area-weighted photo, flat crops redrawn)."""
         rng = np.random.default_rng(index)
-        names = SPLIT_PHOTOS["train"]
+        names = self.photos
         for _ in range(20):
             # one scale draws nothing extra, so a single-scale world keeps exactly its earlier crops
             scale = self.scales[rng.integers(len(self.scales))] if len(self.scales) > 1 else self.scales[0]
