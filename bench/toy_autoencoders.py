@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from flashdiff.cli import ROOT
+from flashdiff.data import ToyImages
 from flashdiff.diffusion import LatentDiffusion
 from flashdiff.records import provenance
 from flashdiff.train.evaluate_toy import autoencoder_quality
@@ -37,7 +38,7 @@ def main() -> None:
                  "training": json.loads(training.read_text()) if training.exists() else None}
         for downscale in args.downscales:
             row = provenance(ROOT) | about | {"downscale": downscale}
-            row |= {split: autoencoder_quality(model, split, downscale) for split in ("val", "test")}
+            row |= {s: autoencoder_quality(model, ToyImages(s, downscale=downscale)) for s in ("val", "test")}
             print(json.dumps(row))
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")

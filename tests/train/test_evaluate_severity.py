@@ -52,3 +52,13 @@ def test_loss_weights_come_from_the_encoder_else_the_preset():
     assert evaluate_severity.loss_weights({"v0": 0.1}, preset)["lambda_sigma"] == pytest.approx(100.0)  # 1 / v0²
     with pytest.raises(SystemExit, match="numeric lambda_sigma"):
         evaluate_severity.loss_weights({}, preset)  # e.g. a converted checkpoint with an `auto` preset
+
+
+def test_the_default_world_comes_from_the_dataset_config():
+    from flashdiff.train.evaluate_toy import toy_split, toy_world
+
+    world = OmegaConf.load(ROOT / "conf" / "dataset" / "toy.yaml")
+    assert toy_world() == (world.downscale, world.val_stride)
+    other = 3 - world.downscale  # 1 <-> 2: another world keeps only the grid it is given
+    assert toy_world(other) == (other, None) and toy_world(other, 16) == (other, 16)
+    assert len(toy_split("val", 2, 16)) == 104 and len(toy_split("val", 1)) == 126

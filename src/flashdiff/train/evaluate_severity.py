@@ -26,6 +26,7 @@ from flashdiff.data import ToyImages
 from flashdiff.diffusion import LatentDiffusion
 from flashdiff.records import provenance
 from flashdiff.severity import SeverityEncoder
+from flashdiff.train.evaluate_toy import toy_world
 from flashdiff.train.severity import LOSS_TERMS, resolve_lambda_sigma, validate_severity
 from flashdiff.weights import CONFIG_NAME
 
@@ -50,8 +51,10 @@ def main() -> None:
     parser.add_argument("--encoder", required=True, help="a severity encoder folder (config.json, model.safetensors)")
     parser.add_argument("--model", default=str(ROOT / "models" / "toy_ldm"), help="the LDM folder it was trained from")
     parser.add_argument("--preset", default="severity_blur", help="conf/train preset: operator and loss weights")
-    parser.add_argument("--downscale", type=int, default=1, help="dataset.downscale of the toy world")
-    parser.add_argument("--val-stride", type=int, default=None, help="dataset.val_stride (default: non-overlapping)")
+    parser.add_argument("--downscale", type=int, default=None,
+                        help="dataset.downscale of the toy world (default: conf/dataset/toy.yaml's, with its val grid)")
+    parser.add_argument("--val-stride", type=int, default=None,
+                        help="dataset.val_stride (default: the bundled world's at its downscale, else non-overlapping)")
     parser.add_argument("--max-images", type=int, default=100, help="crops per split")
     parser.add_argument("--out", default=None, help="json-lines file to append the results to")
     args = parser.parse_args()
@@ -64,6 +67,7 @@ def main() -> None:
     weights = loss_weights(json.loads((Path(args.encoder) / CONFIG_NAME).read_text()).get("metadata", {}), preset)
     ldm = LatentDiffusion.from_pretrained(args.model, unet_subfolder=None)
     op = instantiate(preset.operator)
+    args.downscale, args.val_stride = toy_world(args.downscale, args.val_stride)
     for split in ("val", "test"):
         data = ToyImages(split, downscale=args.downscale, val_stride=args.val_stride)
         stats = validate_severity(encoder, ldm, op, data, max_images=args.max_images, **weights)

@@ -28,21 +28,36 @@ from flashdiff.solvers import ddpm
 log = logging.getLogger(__name__)
 
 
+def toy_world(downscale: int | None = None, val_stride: int | None = None) -> tuple[int, int | None]:
+    """``(downscale, val_stride)``: the bundled toy world's, as ``conf/dataset/toy.yaml`` sets them, where not given.
+
+    The world's val grid goes with its downscale only: another ``downscale`` keeps ``val_stride`` as given.
+    """
+    world = OmegaConf.load(ROOT / "conf" / "dataset" / "toy.yaml")
+    if downscale is None or downscale == int(world.downscale):
+        return int(world.downscale), world.val_stride if val_stride is None else val_stride
+    return downscale, val_stride
+
+
+def toy_split(split: str, downscale: int | None = None, val_stride: int | None = None) -> ToyImages:
+    """A split of the bundled toy world, or of the world at another ``downscale`` / ``val_stride`` (``toy_world``)."""
+    downscale, val_stride = toy_world(downscale, val_stride)
+    return ToyImages(split, downscale=downscale, val_stride=val_stride)
+
+
 @torch.no_grad()
-def autoencoder_quality(model: LatentDiffusion, split: str, downscale: int = 1) -> dict[str, float]:
-    """Mean PSNR/SSIM of ``D0(E0(x))`` over every crop of a split (of the toy world at ``downscale``)."""
-    data = ToyImages(split, downscale=downscale)
+def autoencoder_quality(model: LatentDiffusion, data: ToyImages) -> dict[str, float]:
+    """Mean PSNR/SSIM of ``D0(E0(x))`` over every crop of a toy split."""
     x = torch.stack([data[k]["x"] for k in range(len(data))])
     x_hat = torch.cat([model.decode(model.encode(c)) for c in x.split(128)])
     return {"n": len(data), "psnr": psnr(x_hat, x).mean().item(), "ssim": ssim(x_hat, x).mean().item()}
 
 
 @torch.no_grad()
-def measurement_psnr(operator_file: str, severities: list[float]) -> dict[str, float]:
-    """Mean PSNR of ``y`` against ``x`` on the test split at fixed severities of a conf/operator file."""
+def measurement_psnr(operator_file: str, severities: list[float], data: ToyImages) -> dict[str, float]:
+    """Mean PSNR of ``y`` against ``x`` on a toy split at fixed severities of a conf/operator file."""
     from hydra.utils import instantiate
 
-    data = ToyImages("test")
     x = torch.stack([data[k]["x"] for k in range(len(data))])
     seeds = torch.tensor([data[k]["seed"] for k in range(len(data))])
     out = {}
@@ -54,14 +69,14 @@ def measurement_psnr(operator_file: str, severities: list[float]) -> dict[str, f
 
 
 @torch.no_grad()
-def sample_grid(model: LatentDiffusion, path: Path, n: int = 64) -> float:
-    """Draw ``n`` samples by 1000-step ancestral DDPM; saves them beside ``n`` real test crops. Returns seconds."""
+def sample_grid(model: LatentDiffusion, path: Path, data: ToyImages, n: int = 64) -> float:
+    """Draw ``n`` samples by 1000-step ancestral DDPM; saves them beside ``n`` real crops of ``data``. Returns
+    seconds."""
     started = time.perf_counter()
     gens = sample_generators(range(n), salt=12345)
     z = torch.stack([torch.randn(model.latent_shape, generator=g) for g in gens])
     x = model.decode(ddpm(model, None, None, None, z, torch.full((n,), 1000), generators=gens).latents).clamp(0, 1)
     seconds = time.perf_counter() - started
-    data = ToyImages("test")
     real = torch.stack([data[k]["x"] for k in range(n)])
     side = int(n**0.5)
     save_image(torch.cat([make_grid(x, nrow=side, padding=1), torch.ones(3, side * 33 + 1, 8),
@@ -74,21 +89,27 @@ def main() -> None:
     parser.add_argument("--models", default=str(ROOT / "models" / "toy_ldm"), help="toy LDM folder")
     parser.add_argument("--out", default=str(ROOT / "docs"), help="where toy_world.json and the sample grid go")
     parser.add_argument("--samples", type=int, default=64, help="number of DDPM samples in the grid")
+    parser.add_argument("--downscale", type=int, default=None,
+                        help="dataset.downscale of the toy world (default: conf/dataset/toy.yaml's, with its val grid)")
+    parser.add_argument("--val-stride", type=int, default=None, help="dataset.val_stride (default: the world's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.manual_seed(0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = LatentDiffusion.from_pretrained(args.models)
+    downscale, val_stride = toy_world(args.downscale, args.val_stride)
+    splits = {s: toy_split(s, downscale, val_stride) for s in ("val", "test")}
     record = provenance(ROOT) | {
-        "autoencoder": {s: autoencoder_quality(model, s) for s in ("val", "test")},
+        "dataset": {"downscale": downscale, "val_stride": val_stride},
+        "autoencoder": {s: autoencoder_quality(model, data) for s, data in splits.items()},
         "measurement_psnr_blur_by_std": {f"{3 * float(t):g}": v for t, v in measurement_psnr(
-            "toy_blur_varying", [0.0, 0.25, 0.5, 0.75, 1.0]).items()},
+            "toy_blur_varying", [0.0, 0.25, 0.5, 0.75, 1.0], splits["test"]).items()},
         "measurement_psnr_inpaint_by_missing": {f"{0.8 * float(t):g}": v for t, v in measurement_psnr(
-            "toy_inpaint", [0.875, 1.0]).items()},
+            "toy_inpaint", [0.875, 1.0], splits["test"]).items()},
         "training": {name: json.loads((Path(args.models) / name / "training.json").read_text())
                      for name in ("vae", "unet") if (Path(args.models) / name / "training.json").exists()},
-        "sample_seconds": sample_grid(model, out / "toy_ldm_samples.png", args.samples),
+        "sample_seconds": sample_grid(model, out / "toy_ldm_samples.png", splits["test"], args.samples),
     }
     (out / "toy_world.json").write_text(json.dumps(record, indent=2) + "\n")
     ae = record["autoencoder"]
