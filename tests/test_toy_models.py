@@ -114,7 +114,7 @@ def test_bundled_toy_swinir_restores_varying_blur(name):
     assert gain.mean() > 2.0 and (gain > 0).float().mean() >= 0.9
 
 
-@pytest.mark.parametrize("name", ["default"])  # x2: not trained yet
+@pytest.mark.parametrize("name", sorted(WORLDS))
 def test_bundled_toy_pixel_ddpm_predicts_the_noise(name):
     """Pixel DPS's model (solver=dps, +experiment=toy_varblur_dps) is trained: on test crops its ε-prediction error
     is a fraction of the noise's own variance (1) at low, middle and high noise levels."""
