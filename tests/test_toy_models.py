@@ -92,7 +92,7 @@ def test_toy_ldm_uses_the_ldm_schedule_and_its_latents_are_unit_scale(world):
     assert z.shape[1:] == (4, 16, 16) and 0.7 < z.std().item() < 1.3
 
 
-@pytest.mark.parametrize("name", ["default"])  # x2: not trained yet
+@pytest.mark.parametrize("name", sorted(WORLDS))
 def test_bundled_toy_swinir_restores_varying_blur(name):
     """The supervised comparison (solver=swinir) is trained: it beats the measurement it restores, per image."""
     from hydra.utils import instantiate
