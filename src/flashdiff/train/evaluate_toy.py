@@ -99,7 +99,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     model = LatentDiffusion.from_pretrained(args.models)
     downscale, val_stride = toy_world(args.downscale, args.val_stride)
-    splits = {s: toy_split(s, downscale, val_stride) for s in ("val", "test")}
+    splits = {s: ToyImages(s, downscale=downscale, val_stride=val_stride) for s in ("val", "test")}
     record = provenance(ROOT) | {
         "dataset": {"downscale": downscale, "val_stride": val_stride},
         "autoencoder": {s: autoencoder_quality(model, data) for s, data in splits.items()},
