@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup lock test test-slow lint format run demo bench toy-models toy-models-x2 report toy-report clean
+.PHONY: help setup lock test test-slow lint format run demo bench toy-models report toy-report clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,37 +49,17 @@ demo:  ## baseline Latent-DPS (N=1000), Flash(Latent-DPS) and AE on the same toy
 bench:  ## the Flash-vs-baseline benchmark on a fixed toy subset (appends to bench/results/)
 	$(PY) bench/flash_vs_baseline.py
 
-toy-models:  ## retrain the bundled toy models from scratch: autoencoder + latent DDPM (models/toy_ldm), severity encoders
-	$(PY) -m flashdiff.train train=autoencoder
+toy-models:  ## retrain the bundled toy models from scratch into models/ (the 2x world of conf/dataset/toy.yaml)
+	$(PY) -m flashdiff.train train=autoencoder dataset.train_min_detail=0.03  # without the filter: 27.4-28.1 dB
 	$(PY) -m flashdiff.train train=latent_ddpm
 	$(PY) -m flashdiff.train train=pixel_ddpm  # pixel DPS's model (models/toy_pixel_ddpm)
-	$(PY) -m flashdiff.train train=severity_blur train.loop.lr=3e-4 train.head_context=32  # the bundled one's options
-	$(PY) -m flashdiff.train train=severity_inpaint
+	$(PY) -m flashdiff.train train=severity_blur dataset.train_min_detail=0.07 \
+		'dataset.train_extra=[brick,grass,gravel,camera,coins,moon]' train.head_energy=32 train.head_energy_early=true \
+		train.loop.lr=1e-5 train.head_lr_mult=100 train.loop.steps=1000  # the bundled one's options (README)
+	$(PY) -m flashdiff.train train=severity_inpaint dataset.train_min_detail=0.03
 	$(PY) -m flashdiff.train train=swinir  # the supervised comparison (models/toy_swinir_blur)
 	$(PY) -m flashdiff.train train=fd_features  # the toy feature network of fd_toy (models/toy_fd_features)
 	$(PY) -m flashdiff.train.evaluate_toy
-
-X2 := dataset.downscale=2 dataset.val_stride=16
-X2_DIR := models/x2
-toy-models-x2:  ## train the 2x toy world (dataset.downscale=2) into models/x2 (not the default world yet)
-	$(PY) -m flashdiff.train train=autoencoder $(X2) 'train.arch.block_out_channels=[48,96]' dataset.train_min_detail=0.03 \
-		train.output_dir=$(X2_DIR)/toy_ldm hydra.run.dir=outputs/train/x2_autoencoder
-	$(PY) -m flashdiff.train train=latent_ddpm $(X2) model.path=$(X2_DIR)/toy_ldm \
-		'train.arch.block_out_channels=[56,96,128]' train.arch.norm_num_groups=8 \
-		train.output_dir=$(X2_DIR)/toy_ldm hydra.run.dir=outputs/train/x2_latent_ddpm  # 20 MB with the wider AE
-	$(PY) -m flashdiff.train train=pixel_ddpm $(X2) train.output_dir=$(X2_DIR)/toy_pixel_ddpm \
-		hydra.run.dir=outputs/train/x2_pixel_ddpm
-	$(PY) -m flashdiff.train train=severity_blur $(X2) model.path=$(X2_DIR)/toy_ldm dataset.train_min_detail=0.07 \
-		'dataset.train_extra=[brick,grass,gravel,camera,coins,moon]' train.head_energy=32 train.head_energy_early=true \
-		train.loop.lr=1e-5 train.head_lr_mult=100 train.loop.steps=1000 \
-		train.output_dir=$(X2_DIR)/toy_severity_blur hydra.run.dir=outputs/train/x2_severity_blur
-	$(PY) -m flashdiff.train train=severity_inpaint $(X2) model.path=$(X2_DIR)/toy_ldm dataset.train_min_detail=0.03 \
-		train.output_dir=$(X2_DIR)/toy_severity_inpaint hydra.run.dir=outputs/train/x2_severity_inpaint
-	$(PY) -m flashdiff.train train=swinir $(X2) train.output_dir=$(X2_DIR)/toy_swinir_blur \
-		hydra.run.dir=outputs/train/x2_swinir
-	$(PY) -m flashdiff.train train=fd_features $(X2) train.output_dir=$(X2_DIR)/toy_fd_features \
-		hydra.run.dir=outputs/train/x2_fd_features
-	$(PY) -m flashdiff.train.evaluate_toy --models $(X2_DIR)/toy_ldm --downscale 2 --val-stride 16 --samples 25 --out docs/x2
 
 RUNS ?= outputs
 REPORT_DIR ?= outputs/report

@@ -3,11 +3,11 @@
 # mean start from the same z_hat (adapter=fixed), on the same test images, with every metric available here
 # (PSNR, SSIM, the toy perceptual proxies fd_toy and toy_feature_mse; LPIPS/FID when their weights are cached).
 # Appends the table with date, commit and machine to bench/results/app_b_ablation.md.
-#   N=128 EXPERIMENT=toy_varblur bash bench/app_b_ablation.sh
+#   N=124 EXPERIMENT=toy_varblur bash bench/app_b_ablation.sh   (124: every toy test crop)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-N=${N:-128}
+N=${N:-124}
 EXPERIMENT=${EXPERIMENT:-toy_varblur}
 RUNS=${RUNS:-outputs/app_b/$EXPERIMENT}
 RESULTS=bench/results/app_b_ablation.md

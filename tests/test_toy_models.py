@@ -1,10 +1,9 @@
 """The bundled toy models: present, loadable, and as good as the README says.
 
-Two worlds: the default one (``models/``, ``conf/dataset/toy.yaml``) and the 2× one trained by ``make
-toy-models-x2`` into ``models/x2`` (photos downscaled 2×, val on the 16 px grid), not the default yet.
+They are trained by ``make toy-models`` on the world of ``conf/dataset/toy.yaml`` (photos downscaled 2×, val on the
+16 px grid); ``toy_split`` gives its splits.
 """
 
-import functools
 import json
 
 import pytest
@@ -16,8 +15,6 @@ from flashdiff.train.evaluate_toy import autoencoder_quality, toy_split
 from tests.conftest import ROOT
 
 MODELS = ROOT / "models"
-WORLDS = {"default": (MODELS, toy_split),
-          "x2": (MODELS / "x2", functools.partial(toy_split, downscale=2, val_stride=16))}
 
 
 @pytest.fixture(scope="module")
@@ -25,75 +22,59 @@ def toy_ldm():
     return LatentDiffusion.from_pretrained(MODELS / "toy_ldm")
 
 
-@pytest.fixture(scope="module", params=sorted(WORLDS))
-def world(request):
-    """``(models folder, split -> dataset, its toy LDM)`` of each world."""
-    models, split = WORLDS[request.param]
-    return models, split, LatentDiffusion.from_pretrained(models / "toy_ldm")
-
-
-@pytest.mark.parametrize("name", sorted(WORLDS))
-def test_toy_models_are_small_safetensors_with_training_records(name):
-    models = WORLDS[name][0]
-    files = [p for p in (models / "toy_ldm").rglob("*") if p.is_file()]
+def test_toy_models_are_small_safetensors_with_training_records():
+    files = [p for p in (MODELS / "toy_ldm").rglob("*") if p.is_file()]
     weights = [p for p in files if p.suffix == ".safetensors"]
     assert {p.parent.name for p in weights} == {"vae", "unet"}
     assert sum(p.stat().st_size for p in weights) <= 20 * 2**20
     assert not [p for p in files if p.suffix in (".bin", ".pt", ".ckpt", ".pkl")]
     for part in ("vae", "unet"):
-        record = json.loads((models / "toy_ldm" / part / "training.json").read_text())
+        record = json.loads((MODELS / "toy_ldm" / part / "training.json").read_text())
         assert record["steps"] == record["settings"]["steps"] and record["train_seconds"] > 0
 
 
-def test_toy_autoencoder_reaches_28_db_on_the_test_split(world):
-    models, split, ldm = world
+def test_toy_autoencoder_reaches_28_db_on_the_test_split(toy_ldm):
     with torch.no_grad():
-        quality = autoencoder_quality(ldm, split("test"))
-    assert quality["n"] >= 64 and quality["psnr"] >= 28.0
+        quality = autoencoder_quality(toy_ldm, toy_split("test"))
+    assert quality["n"] == 124 and quality["psnr"] >= 28.0  # every 2x test crop
 
 
-def test_autoencoder_quality_scores_the_downscaled_world_which_is_harder(toy_ldm):
+def test_autoencoder_quality_scores_the_native_world_which_is_easier(toy_ldm):
     with torch.no_grad():
-        native = autoencoder_quality(toy_ldm, ToyImages("val"))
-        harder = autoencoder_quality(toy_ldm, ToyImages("val", downscale=2))
-    assert (native["n"], harder["n"]) == (126, 28)  # chelsea: every crop of each grid
-    assert harder["psnr"] < native["psnr"] - 0.5  # more structure per crop (bench/toy_autoencoders.py records it)
+        bundled = autoencoder_quality(toy_ldm, toy_split("val"))
+        native = autoencoder_quality(toy_ldm, ToyImages("val", downscale=1))
+    assert (bundled["n"], native["n"]) == (104, 126)  # chelsea: every crop of each grid
+    assert native["psnr"] > bundled["psnr"] + 0.5  # less structure per crop (bench/toy_autoencoders.py records it)
 
 
-def test_blur_severity_encoder_meets_its_bar_on_the_val_split(world, request):
-    """Issue 3's bar, on each world's val split: Spearman(σ̂², t) ≥ 0.6 and mean ordering accuracy ≥ 0.9."""
+def test_blur_severity_encoder_meets_its_bar_on_the_val_split(toy_ldm):
+    """Issue 3's bar, on the val split: Spearman(σ̂², t) ≥ 0.6 and mean ordering accuracy ≥ 0.9."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from flashdiff.severity import SeverityEncoder
     from flashdiff.train.severity import validate_severity
 
-    models, split, ldm = world
-    if models == MODELS:  # strict: when the default world's encoder reaches the bar, this test says so
-        request.applymarker(pytest.mark.xfail(strict=True, reason="the default world's blur encoder is below the "
-                                              "bar (val 0.49 / 0.77, README: Severity encoders)"))
-    folder = models / "toy_severity_blur"
+    folder = MODELS / "toy_severity_blur"
     meta = json.loads((folder / "config.json").read_text())["metadata"]
     op = instantiate(OmegaConf.load(ROOT / "conf" / "train" / "severity_blur.yaml").operator)
     with torch.no_grad():
-        stats = validate_severity(SeverityEncoder.from_pretrained(folder), ldm, op, split("val"),
+        stats = validate_severity(SeverityEncoder.from_pretrained(folder), toy_ldm, op, toy_split("val"),
                                   lambda_sigma=meta["lambda_sigma"], lambda_im=meta["lambda_im"])
     assert stats["n_images"] == 100 and stats["spearman"] >= 0.6 and stats["ordering_accuracy"] >= 0.9
 
 
-def test_toy_ldm_uses_the_ldm_schedule_and_its_latents_are_unit_scale(world):
-    models, split, ldm = world
-    sched = json.loads((models / "toy_ldm" / "scheduler" / "scheduler_config.json").read_text())
+def test_toy_ldm_uses_the_ldm_schedule_and_its_latents_are_unit_scale(toy_ldm):
+    sched = json.loads((MODELS / "toy_ldm" / "scheduler" / "scheduler_config.json").read_text())
     assert (sched["beta_start"], sched["beta_end"], sched["num_train_timesteps"]) == (0.0015, 0.0195, 1000)
     assert sched["beta_schedule"] == "scaled_linear"
-    data = split("train")
+    data = toy_split("train")
     with torch.no_grad():
-        z = ldm.encode(torch.stack([data[k]["x"] for k in range(256)]))
+        z = toy_ldm.encode(torch.stack([data[k]["x"] for k in range(256)]))
     assert z.shape[1:] == (4, 16, 16) and 0.7 < z.std().item() < 1.3
 
 
-@pytest.mark.parametrize("name", sorted(WORLDS))
-def test_bundled_toy_swinir_restores_varying_blur(name):
+def test_bundled_toy_swinir_restores_varying_blur():
     """The supervised comparison (solver=swinir) is trained: it beats the measurement it restores, per image."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
@@ -101,9 +82,8 @@ def test_bundled_toy_swinir_restores_varying_blur(name):
     from flashdiff.metrics.image import psnr
     from flashdiff.solvers.swinir import SwinIRRestorer
 
-    models, split = WORLDS[name]
-    net = SwinIRRestorer.from_pretrained(models / "toy_swinir_blur").eval()
-    data = split("test")
+    net = SwinIRRestorer.from_pretrained(MODELS / "toy_swinir_blur").eval()
+    data = toy_split("test")
     x = torch.stack([data[k]["x"] for k in range(16)])
     op = instantiate(OmegaConf.load(ROOT / "conf" / "operator" / "toy_blur_varying.yaml"))  # what it was trained on
     seeds = torch.arange(16)
@@ -114,16 +94,14 @@ def test_bundled_toy_swinir_restores_varying_blur(name):
     assert gain.mean() > 2.0 and (gain > 0).float().mean() >= 0.9
 
 
-@pytest.mark.parametrize("name", sorted(WORLDS))
-def test_bundled_toy_pixel_ddpm_predicts_the_noise(name):
+def test_bundled_toy_pixel_ddpm_predicts_the_noise():
     """Pixel DPS's model (solver=dps, +experiment=toy_varblur_dps) is trained: on test crops its ε-prediction error
     is a fraction of the noise's own variance (1) at low, middle and high noise levels."""
     from flashdiff.diffusion import PixelDiffusion
 
-    models, split = WORLDS[name]
-    model = PixelDiffusion.from_pretrained(models / "toy_pixel_ddpm")
+    model = PixelDiffusion.from_pretrained(MODELS / "toy_pixel_ddpm")
     assert model.latent_shape == (3, 32, 32) and model.schedule.num_steps == 1000
-    data = split("test")
+    data = toy_split("test")
     x0 = model.encode(torch.stack([data[k]["x"] for k in range(32)]))
     gen = torch.Generator().manual_seed(0)
     for t, bound in ((50, 0.3), (500, 0.03), (900, 0.01)):  # measured 0.14, 0.006, 0.002; random init 1.1

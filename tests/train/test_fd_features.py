@@ -8,6 +8,7 @@ import torch
 from flashdiff.data import ToyImages
 from flashdiff.data.toy import load_photo
 from flashdiff.metrics.toy_features import ToyFeatures
+from flashdiff.train.evaluate_toy import toy_split
 from flashdiff.train.fd_features import PhotoRegionCrops, degradation_check, train_fd_features
 from flashdiff.train.loop import LoopSettings
 from tests.conftest import ROOT
@@ -49,6 +50,6 @@ def test_train_save_load(tmp_path):
 
 @pytest.mark.skipif(not BUNDLED.exists(), reason="models/toy_fd_features not trained yet")
 def test_bundled_network_sees_blur_and_noise():
-    check = degradation_check(ToyFeatures.from_pretrained(BUNDLED), ToyImages("test"), max_images=100)
+    check = degradation_check(ToyFeatures.from_pretrained(BUNDLED), toy_split("test"), max_images=100)
     assert check["blur_0.75"] < check["blur_1.5"] < check["blur_3"]
     assert 0 < check["noise_0.025"] < check["noise_0.05"]
