@@ -23,7 +23,7 @@ echo "Flash's mean start over $N images: $START"
 {
   echo
   echo "## $EXPERIMENT, $N test images, fixed start $START ($(date -u +%F\ %H:%M) UTC, commit" \
-    "$(git rev-parse --short HEAD), $(uname -m), $(nproc) cores)"
+    "$(git rev-parse --short HEAD), $(uname -m), $(nproc --all) cores, ${OMP_NUM_THREADS:-all} threads)"
   echo
   echo "Command: \`N=$N EXPERIMENT=$EXPERIMENT bash bench/app_b_ablation.sh\`"
   echo

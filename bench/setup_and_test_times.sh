@@ -13,6 +13,6 @@ t0=$(date +%s.%N); make setup >"$work/setup.log" 2>&1 || { tail -n 30 "$work/set
 make test >"$work/test.log" 2>&1 || { tail -n 40 "$work/test.log"; exit 1; }; t2=$(date +%s.%N)
 summary=$(grep -E '[0-9]+ passed' "$work/test.log" | tail -n 1)
 line=$(printf '{"date": "%s", "commit": "%s", "machine": "%s, %s CPUs", "setup_seconds": %.1f, "test_seconds": %.1f, "pytest": "%s"}' \
-  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse --short HEAD)" "$(uname -m)" "$(nproc)" \
+  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse --short HEAD)" "$(uname -m)" "$(nproc --all)" \
   "$(python3 -c "print($t1 - $t0)")" "$(python3 -c "print($t2 - $t1)")" "$summary")
 echo "$line" | tee -a "$repo/bench/results/setup_and_test_times.jsonl"

@@ -1,10 +1,12 @@
 """``python -m flashdiff.train.evaluate_severity``: score a saved severity encoder on the toy val and test splits.
 
 The statistics of training's validation (Spearman of σ̂² with the severity, ordering accuracy over 10 severities,
-the same two for the true latent error variance, every loss term) for any encoder folder, on any toy world
-(``--downscale``, ``--val-stride``), e.g. an encoder trained on 28 val crops re-scored on 104::
+the same two for the true latent error variance, every loss term) for any encoder folder, on the bundled toy world
+(``conf/dataset/toy.yaml``) or another (``--downscale``, ``--val-stride``), e.g. the bundled blur encoder, then an
+encoder of the native world (with its own autoencoder)::
 
-    python -m flashdiff.train.evaluate_severity --encoder models/toy_severity_blur --downscale 2 --val-stride 16
+    python -m flashdiff.train.evaluate_severity --encoder models/toy_severity_blur
+    python -m flashdiff.train.evaluate_severity --encoder DIR --model DIR_LDM --downscale 1
 
 The operator comes from the training preset (``--preset``, a conf/train file), the loss weights from the encoder's
 ``config.json`` (else the preset). Prints one json line per split; ``--out FILE`` also appends them, with date,
