@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The toy studies (experiments/toy_study_*.yaml) with small image counts, then the report (Table 1 + figures) into
-# experiments/results/toy/. `make toy-report` runs it. Measured on 2 cores with the defaults (2026-11-28): 41 min 51 s
-# in all: Table 1 blur 556 s and inpainting 253 s, noise robustness 1,072 s, ordering study 86 s, mismatch 184 s,
-# fixed starts 299 + 25 s, contributors 18 s, report 18 s (the inpainting ordering study, added after, ~1.5 min);
-# about 80 % of it the Latent-DPS baselines from pure noise.
+# experiments/results/toy/. `make toy-report` runs it. Measured on 2 cores with the defaults on the 2x toy world
+# (2026-11-29, one thread beside another job): 28 min 39 s in all: Table 1 blur 200 s and inpainting 210 s, noise
+# robustness 808 s, ordering studies 91 + 78 s, mismatch 65 s, fixed starts 235 + 15 s, contributors 10 s,
+# report 7 s; most of it the Latent-DPS baselines from pure noise.
 # The smoke run below plus EXTRA="solver.num_steps=200 solver.delta=1" (a 200-step grid, δ = 1) took 10.6 min on
 # a CPU shared with other jobs (the 14 noise-study runs: 4.3 min).
 # Image counts and extra overrides come from the environment, e.g. a smoke run:
