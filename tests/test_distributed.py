@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from flashdiff.distributed import fold_shards, process_device, rank_and_world, shard_file, share
-from flashdiff.records import SAMPLE_COLUMNS, append_samples, read_samples
+from flashdiff.records import SAMPLE_COLUMNS, append_samples, read_samples, run_lock
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
@@ -64,6 +64,28 @@ def _run(cmd, cwd):
     if proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc.stdout + proc.stderr
+
+
+def test_one_writer_per_run_folder_and_rank(tmp_path):
+    """Two runs given one folder would each append every row (seen: 64 rows for 32 images); the second is refused."""
+    with run_lock(tmp_path / "run", rank=0):
+        with pytest.raises(RuntimeError, match=r"hydra\.run\.dir"), run_lock(tmp_path / "run", rank=0):
+            pass
+        with run_lock(tmp_path / "run", rank=1):  # the other processes of the same run write their own shards
+            pass
+    with run_lock(tmp_path / "run", rank=0):  # released with the run
+        pass
+
+
+def test_a_second_run_into_a_busy_folder_stops_before_writing(tmp_path, tiny_ldm_dir):
+    out = tmp_path / "run"
+    with run_lock(out):  # a run in progress there
+        proc = subprocess.run([sys.executable, "-m", "flashdiff", f"model.path={tiny_ldm_dir}", f"hydra.run.dir={out}",
+                               "num_images=2", "adapter=none", "solver=ddim", "solver.num_steps=2", "logger=offline"],
+                              capture_output=True, text=True, env=ENV, timeout=600)
+    assert proc.returncode != 0 and "another flashdiff run is writing into" in proc.stdout + proc.stderr
+    assert not (out / "samples.csv").exists() and not (out / "summary.json").exists()
+    assert not (out / "wandb").exists()  # refused before the logger starts
 
 
 def test_two_processes_write_the_rows_of_one(tmp_path, tiny_ldm_dir, tiny_encoder_dir):

@@ -51,8 +51,9 @@ def _start_logger(cfg: DictConfig, job_type: str):
 def main(cfg: DictConfig) -> float | None:
     """Reconstruct the test set and write per-image records (see ``flashdiff.evaluate``); returns the summary's
     ``objective`` metric when the config names one (what a sweeper such as Optuna optimises)."""
-    from flashdiff.distributed import process_device
+    from flashdiff.distributed import process_device, rank_and_world
     from flashdiff.evaluate import evaluate
+    from flashdiff.records import run_lock
     from flashdiff.select import objective
 
     if missing := sorted(OmegaConf.missing_keys(cfg)):  # e.g. the best eta of a greedy search's first stage
@@ -60,11 +61,14 @@ def main(cfg: DictConfig) -> float | None:
     dataset = preflight(cfg)  # built once: the folder scan of a large dataset is not repeated below
     summary = _finished(cfg, len(dataset))
     if summary is None:
-        run = _start_logger(cfg, "reconstruction")
-        try:
-            summary = evaluate(cfg=cfg, device=process_device(resolve_device(cfg.device)), run=run, dataset=dataset)
-        finally:
-            run.finish()
+        out = Path(HydraConfig.get().runtime.output_dir)
+        with run_lock(out, rank_and_world()[0]):  # one writer per run folder and process rank, before the logger
+            run = _start_logger(cfg, "reconstruction")
+            try:
+                summary = evaluate(cfg=cfg, device=process_device(resolve_device(cfg.device)), run=run,
+                                   dataset=dataset)
+            finally:
+                run.finish()
     return objective(summary, cfg.objective) if cfg.get("objective") else None
 
 

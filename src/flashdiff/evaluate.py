@@ -48,7 +48,7 @@ def _rows(batch: dict, params: Params, begin: Start, result: SolverOutput, p: to
 @torch.no_grad()
 def evaluate(cfg: DictConfig, device: torch.device, run: Any = None, dataset: Any = None) -> dict[str, Any]:
     """Reconstruct the first ``num_images`` test images; writes samples.csv, summary.json, images/, grid.png."""
-    out = Path(HydraConfig.get().runtime.output_dir)
+    out = Path(HydraConfig.get().runtime.output_dir)  # the CLI holds its lock (flashdiff.records.run_lock)
     for folder in ("images", "clean", "measurements"):  # reconstructions | FID's reference | the report's gallery
         (out / folder).mkdir(parents=True, exist_ok=True)
     dataset = instantiate(cfg.dataset) if dataset is None else dataset  # the CLI's preflight built it already

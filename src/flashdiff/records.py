@@ -9,7 +9,8 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,25 @@ def write_atomic(path: str | Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+@contextmanager
+def run_lock(out: str | Path, rank: int = 0) -> Iterator[None]:
+    """Hold ``<out>/.lock.rank<rank>`` while a run writes into ``out``: a second run given the same folder (and rank)
+    is refused at once instead of appending a second copy of every row. The lock goes with the process, crash or not.
+    """
+    import fcntl  # POSIX; imported here so that the records stay readable where it is missing
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f".lock.rank{rank}", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another flashdiff run is writing into {out} (process rank {rank}); let it finish "
+                               "(this command then resumes from its samples.csv) or give this run another folder "
+                               "(hydra.run.dir=...)") from None
+        yield
 
 
 def read_samples(path: str | Path) -> list[dict[str, str]]:
