@@ -68,13 +68,14 @@ def _run(cmd, cwd):
 
 def test_one_writer_per_run_folder_and_rank(tmp_path):
     """Two runs given one folder would each append every row (seen: 64 rows for 32 images); the second is refused."""
-    with run_lock(tmp_path / "run", rank=0):
-        with pytest.raises(RuntimeError, match=r"hydra\.run\.dir"), run_lock(tmp_path / "run", rank=0):
-            pass
-        with run_lock(tmp_path / "run", rank=1):  # the other processes of the same run write their own shards
-            pass
-    with run_lock(tmp_path / "run", rank=0):  # released with the run
-        pass
+    out = tmp_path / "run"
+    with run_lock(out, rank=0):
+        with pytest.raises(RuntimeError, match=r"hydra\.run\.dir"), run_lock(out, rank=0):
+            raise AssertionError("a second writer of rank 0 got the lock")
+        with run_lock(out, rank=1):  # the other processes of the same run write their own shards
+            assert sorted(p.name for p in out.iterdir()) == [".lock.rank0", ".lock.rank1"]
+    with run_lock(out, rank=0):  # released with the run: the next run (a resume) takes it
+        assert (out / ".lock.rank0").exists()
 
 
 def test_a_second_run_into_a_busy_folder_stops_before_writing(tmp_path, tiny_ldm_dir):
