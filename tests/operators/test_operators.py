@@ -112,7 +112,7 @@ def test_severity_in_range_and_matches_params(name: str, train: bool) -> None:
     if hi > lo:
         assert t.max() - t.min() > 0.5 * (hi - lo)  # actually spread over the range
     if isinstance(op, GaussianBlur):
-        torch.testing.assert_close(params["std"], t * op.max_std)
+        torch.testing.assert_close(params["std"], op.min_std + t * (op.max_std - op.min_std))
     if isinstance(op, Inpainting):
         torch.testing.assert_close(params["missing"], t * op.max_missing)
         frac = 1.0 - params["mask"].mean(dim=(1, 2, 3))
@@ -138,6 +138,39 @@ def test_fixed_blur_has_std_three(name: str) -> None:
     params = op.draw(torch.arange(5), (5, 3, 32, 32))
     assert torch.equal(params["std"], torch.full((5,), 3.0))
     assert torch.equal(params["severity"], torch.ones(5))
+
+
+def test_min_std_maps_severity_onto_std_range() -> None:
+    def std_at(t: float) -> torch.Tensor:
+        op = GaussianBlur(kernel_size=19, max_std=3.0, min_std=0.3, severity_range=[t, t])
+        params = op.draw(torch.arange(3), (3, 3, 32, 32))
+        torch.testing.assert_close(params["kernel"], gaussian_kernels(params["std"], 19))
+        return params["std"]
+
+    torch.testing.assert_close(std_at(0.0), torch.full((3,), 0.3))  # t = 0: the floor, not the identity
+    assert torch.equal(std_at(1.0), torch.full((3,), 3.0))  # t = 1: max_std
+    op = GaussianBlur(kernel_size=19, max_std=3.0, min_std=0.3)
+    params = op.draw(torch.arange(16), (16, 3, 32, 32))
+    torch.testing.assert_close(params["std"], 0.3 + 2.7 * params["severity"])  # the authors' schedule
+    x, y = images(16, 32, 1, torch.float64), images(16, 32, 2, torch.float64)
+    torch.testing.assert_close((op.A(x, params) * y).sum(dim=(1, 2, 3)),
+                               (x * op.A_adjoint(y, params)).sum(dim=(1, 2, 3)), rtol=1e-5, atol=0.0)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_min_std_zero_is_bit_identical_to_t_max_std(train: bool) -> None:
+    op = GaussianBlur(kernel_size=61, max_std=3.0)  # default min_std = 0: the paper's schedule
+    gen = torch.Generator().manual_seed(4) if train else None
+    params = op.draw(None if train else torch.arange(8), (8, 3, 64, 64), train=train, generator=gen)
+    std = params["severity"] * 3.0  # the schedule before min_std
+    assert op.min_std == 0.0 and torch.equal(params["std"], std)
+    assert torch.equal(params["kernel"], gaussian_kernels(std, 61))
+
+
+@pytest.mark.parametrize("min_std", [-0.1, 3.5, float("nan")])
+def test_bad_min_std_names_key(min_std: float) -> None:
+    with pytest.raises(ValueError, match=r"operator\.min_std"):
+        GaussianBlur(max_std=3.0, min_std=min_std)
 
 
 @pytest.mark.parametrize("kernel_size", [19, 61])

@@ -1,4 +1,4 @@
-"""Gaussian blur ``A x = k_t * pad(x)``: std ``t * max_std`` per sample, reflect pad, FFT conv."""
+"""Gaussian blur ``A x = k_t * pad(x)``: std ``min_std + t (max_std - min_std)`` per sample, reflect pad, FFT conv."""
 
 from __future__ import annotations
 
@@ -87,26 +87,33 @@ def blur_adjoint(y: Tensor, kernel: Tensor) -> Tensor:
 
 
 class GaussianBlur(NoisyOperator):
-    """Gaussian blur, kernel std ``t * max_std`` per sample, shared by channels, plus noise."""
+    """Gaussian blur, kernel std ``min_std + t (max_std - min_std)`` per sample, shared by channels, plus noise.
+
+    ``min_std = 0`` is the paper's std ~ U[0, max_std]; ``min_std = 0.3`` the authors' code (0.3 + 2.7 t).
+    """
 
     def __init__(self, kernel_size: int = 61, max_std: float = 3.0,
                  severity_range: Sequence[float] = (0.0, 1.0),
                  train_severity_range: Sequence[float] = (0.0, 1.0),
-                 noise_std: float = 0.05) -> None:
+                 noise_std: float = 0.05, min_std: float = 0.0) -> None:
         super().__init__(severity_range, train_severity_range, noise_std)
         if (isinstance(kernel_size, bool) or int(kernel_size) != kernel_size or kernel_size < 1
                 or kernel_size % 2 == 0):
             raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
         if not float(max_std) >= 0.0:
             raise ValueError(f"max_std must be >= 0, got {max_std}")
+        if not 0.0 <= float(min_std) <= float(max_std):
+            raise ValueError(f"operator.min_std must satisfy 0 <= min_std <= max_std = {max_std}, got {min_std}; "
+                             "use 0 (the paper) or e.g. 0.3 (the authors' code)")
         self.kernel_size = int(kernel_size)
         self.max_std = float(max_std)
+        self.min_std = float(min_std)
 
     def draw(self, seeds: Tensor | None, shape: tuple[int, ...], *, train: bool = False,
              generator: torch.Generator | None = None) -> Params:
         """Params for a (B, C, H, W) batch: ``severity``, ``std`` (B,), ``kernel`` (B, k, k)."""
         t, _ = self._draw_severity(seeds, shape[0], train, generator)
-        std = t * self.max_std
+        std = self.min_std + t * (self.max_std - self.min_std)  # min_std 0: exactly t * max_std
         device = params_device(seeds, generator)
         kernel = gaussian_kernels(std, self.kernel_size)
         return {"severity": t.to(device), "std": std.to(device), "kernel": kernel.to(device)}
@@ -121,6 +128,6 @@ class GaussianBlur(NoisyOperator):
 
     def extra_repr(self) -> str:
         """Constructor values for ``print(module)``."""
-        return (f"kernel_size={self.kernel_size}, max_std={self.max_std}, "
+        return (f"kernel_size={self.kernel_size}, min_std={self.min_std}, max_std={self.max_std}, "
                 f"severity_range={self.severity_range}, "
                 f"train_severity_range={self.train_severity_range}, noise_std={self.noise_std}")
