@@ -1,0 +1,92 @@
+"""The documentation holds together: relative links and their anchors resolve, the README stays a front door
+(<= 10 KB), every `make` target it names exists, and the sweeps page lists every sweep."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+README_LIMIT = 10_240  # bytes
+PAGES = sorted([ROOT / "README.md", ROOT / "sweeps" / "README.md", *(ROOT / "docs").rglob("*.md")])
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
+INLINE_CODE = re.compile(r"`[^`\n]*`")
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")  # [text](target), ![alt](target)
+REFERENCE = re.compile(r"^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s.*)?$", re.M)  # [label]: target
+HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
+MAKE = re.compile(r"\bmake\s+([a-z][\w-]*)")
+
+
+def prose(text: str) -> str:
+    """``text`` without fenced code blocks and inline code (links there are examples, not links)."""
+    return INLINE_CODE.sub("", FENCE.sub("", text))
+
+
+def code(text: str) -> str:
+    """Only the fenced code blocks and inline code of ``text``."""
+    return "\n".join(m.group(0) for m in (*FENCE.finditer(text), *INLINE_CODE.finditer(FENCE.sub("", text))))
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped (``-`` and ``_`` kept), spaces to ``-``."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).replace("`", "").strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    """Every anchor GitHub gives the headings of ``page`` (a repeated heading gets ``-1``, ``-2``, ...)."""
+    found: set[str] = set()
+    counts: dict[str, int] = {}
+    for heading in HEADING.findall(FENCE.sub("", page.read_text())):
+        base = slug(heading)
+        n = counts.get(base, 0)
+        counts[base] = n + 1
+        found.add(base if n == 0 else f"{base}-{n}")
+    return found
+
+
+def relative_links(page: Path) -> list[str]:
+    """The relative targets of the Markdown links and images of ``page`` (URLs and mail links left out)."""
+    text = prose(page.read_text())
+    targets = LINK.findall(text) + REFERENCE.findall(text)
+    return [t for t in targets if not re.match(r"^[a-z][a-z0-9+.-]*:", t, re.I)]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_relative_links_resolve(page):
+    broken = []
+    for target in relative_links(page):
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path) if path else page
+        if not dest.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            broken.append(f"{target}: no heading with anchor #{anchor} in {dest.relative_to(ROOT)}")
+    assert not broken, f"{page.relative_to(ROOT)}: " + "; ".join(broken)
+
+
+def test_docs_exist_and_readme_links_every_page():
+    pages = {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md")}
+    linked = {t.partition("#")[0] for t in relative_links(ROOT / "README.md")}
+    assert pages and not pages - linked, f"README.md does not link {sorted(pages - linked)}"
+
+
+def test_readme_is_a_front_door():
+    size = len((ROOT / "README.md").read_bytes())
+    assert size <= README_LIMIT, f"README.md is {size} bytes; keep it <= {README_LIMIT} and move detail to docs/"
+
+
+def test_every_make_target_named_in_the_readme_exists():
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([A-Za-z0-9_-]+):(?!=)", makefile, re.M))
+    named = set(MAKE.findall(code((ROOT / "README.md").read_text())))
+    assert named and not named - targets, f"README.md names make targets the Makefile lacks: {sorted(named - targets)}"
+
+
+def test_sweeps_page_lists_every_sweep():
+    text = (ROOT / "docs" / "sweeps.md").read_text()
+    sweeps = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
+    assert sweeps and all(f"`{name}`" in text for name in sweeps), "docs/sweeps.md lacks a sweep file of sweeps/"
