@@ -53,13 +53,11 @@ toy-models:  ## retrain the bundled toy models from scratch into models/ (the 2x
 	$(PY) -m flashdiff.train train=autoencoder dataset.train_min_detail=0.03  # without the filter: 27.4-28.1 dB
 	$(PY) -m flashdiff.train train=latent_ddpm
 	$(PY) -m flashdiff.train train=pixel_ddpm  # pixel DPS's model (models/toy_pixel_ddpm)
-	$(PY) -m flashdiff.train train=severity_blur dataset.train_min_detail=0.07 \
-		'dataset.train_extra=[brick,grass,gravel,camera,coins,moon]' train.head_energy=32 train.head_energy_early=true \
-		train.loop.lr=1e-5 train.head_lr_mult=100 train.loop.steps=1000  # the bundled one's options (README)
+	$(PY) -m flashdiff.train train=severity_blur_bundled  # the bundled blur encoder's recipe (README)
 	$(PY) -m flashdiff.train train=severity_inpaint dataset.train_min_detail=0.03
 	$(PY) -m flashdiff.train train=swinir  # the supervised comparison (models/toy_swinir_blur)
 	$(PY) -m flashdiff.train train=fd_features  # the toy feature network of fd_toy (models/toy_fd_features)
-	$(PY) -m flashdiff.train.evaluate_toy
+	$(PY) -m flashdiff.toy.evaluate_world
 
 RUNS ?= outputs
 REPORT_DIR ?= outputs/report

@@ -39,8 +39,9 @@ from tqdm import tqdm
 
 from flashdiff.data import ToyImages
 from flashdiff.diffusion import LatentDiffusion
+from flashdiff.metrics.ordering import ordering_accuracy, spearman
 from flashdiff.severity import SeverityEncoder
-from flashdiff.severity.encoder import error_variance, ordering_accuracy, spearman
+from flashdiff.severity.loss import error_variance
 from flashdiff.train.severity import clean_batch, grid_scores
 
 ROOT = Path(__file__).resolve().parents[1]

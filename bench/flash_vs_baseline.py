@@ -45,7 +45,7 @@ def run_method(name: str, overrides: list[str], out: Path) -> dict:
 
 def start_spread(samples: list[dict[str, str]]) -> str:
     """Spread of the start steps (t_start, empty = ẑ returned: 0) and their Spearman correlation with severity."""
-    from flashdiff.severity.encoder import spearman  # the project's own statistic
+    from flashdiff.metrics.ordering import spearman  # the project's own statistic
 
     t = torch.tensor([float(r["t_start"] or 0) for r in samples])
     sev = torch.tensor([float(r["severity"]) for r in samples])

@@ -14,11 +14,11 @@ import argparse
 import json
 from pathlib import Path
 
-from flashdiff.cli import ROOT
 from flashdiff.data import ToyImages
 from flashdiff.diffusion import LatentDiffusion
+from flashdiff.paths import ROOT
 from flashdiff.records import provenance
-from flashdiff.train.evaluate_toy import autoencoder_quality
+from flashdiff.toy.evaluate_world import autoencoder_quality
 
 
 def main() -> None:

@@ -128,13 +128,15 @@ SEVERITY = [(d, t) for d in ("celebahq", "lsun") for t in ("blur", "nlblur", "in
 
 @pytest.mark.parametrize(("data", "task"), SEVERITY, ids=[f"{d}_{t}" for d, t in SEVERITY])
 def test_severity_presets_follow_the_paper_recipe(data, task, tmp_path):
-    cfg = _compose("training", [f"train=severity_{data}_{task}", f"hydra.run.dir={tmp_path}"])
+    cfg = _compose("training", [f"+experiment=train_severity_{data}_{task}", f"hydra.run.dir={tmp_path}"])
     choices, train = cfg.hydra.runtime.choices, cfg.train
     assert choices.dataset == {"celebahq": "celebahq256", "lsun": "lsun_bedrooms256"}[data]
     assert choices.model == {"celebahq": "ldm_celebahq256", "lsun": "ldm_lsun_bedrooms256"}[data]
-    assert cfg.dataset.split == "train" and train.name == "severity"
-    assert (train.loop.lr, train.loop.batch_size, train.lambda_sigma, train.lambda_im) == (1e-4, 28, 10, 1.0)
-    assert train.loop.steps == 200_000 and train.head_lr_mult == 1 and train.head_context == 0
+    assert cfg.dataset.split == "train" and train._target_.endswith("train_severity_encoder")
+    assert (train.loop.lr, train.loop.batch_size, train.loss.lambda_sigma, train.loss.lambda_im) == (1e-4, 28, 10, 1.0)
+    assert train.loop.steps == 200_000 and not train.loss.detach_target and train.model.unet_subfolder is None
+    assert train.head == {"_target_": "flashdiff.severity.encoder.ConvHead", "_partial_": True, "lr_mult": 1}
+    assert train.output_dir.endswith(f"severity_{choices.dataset}_{task}")
     target = {"blur": "GaussianBlur", "nlblur": "NonlinearBlur", "inpaint": "Inpainting"}[task]
     assert train.operator._target_.endswith(target) and list(train.operator.train_severity_range) == [0.0, 1.0]
 
@@ -145,9 +147,9 @@ def test_every_swinir_folder_an_experiment_reads_has_a_training_preset(experimen
                                  f"hydra.run.dir={tmp_path}"]).solver.network.folder
     data = "celebahq" if "celebahq256" in folder else "lsun"
     task = folder.rsplit("_", 1)[-1]
-    cfg = _compose("training", [f"train=swinir_{data}_{task}", f"hydra.run.dir={tmp_path}"])
+    cfg = _compose("training", [f"+experiment=train_swinir_{data}_{task}", f"hydra.run.dir={tmp_path}"])
     train = cfg.train
-    assert train.name == "swinir" and train.output_dir == folder  # the preset writes what the experiment reads
+    assert train._target_.endswith("train_swinir") and train.output_dir == folder  # writes what the experiment reads
     assert cfg.dataset.split == "train" and train.arch.img_size == 256 and list(train.arch.depths) == [6] * 4
     assert (train.loop.lr, train.loop.batch_size) == (2e-4, 28)  # the paper's SwinIR recipe (App. A)
     target = {"blur": "GaussianBlur", "nlblur": "NonlinearBlur", "inpaint": "Inpainting"}[task]

@@ -11,7 +11,7 @@ import torch
 
 from flashdiff.data import ToyImages
 from flashdiff.diffusion import LatentDiffusion
-from flashdiff.train.evaluate_toy import autoencoder_quality, toy_split
+from flashdiff.toy.evaluate_world import autoencoder_quality, operator, toy_split
 from tests.conftest import ROOT
 
 MODELS = ROOT / "models"
@@ -49,18 +49,16 @@ def test_autoencoder_quality_scores_the_native_world_which_is_easier(toy_ldm):
 
 def test_blur_severity_encoder_meets_its_bar_on_the_val_split(toy_ldm):
     """Issue 3's bar, on the val split: Spearman(σ̂², t) ≥ 0.6 and mean ordering accuracy ≥ 0.9."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
     from flashdiff.severity import SeverityEncoder
+    from flashdiff.severity.loss import LossWeights
     from flashdiff.train.severity import validate_severity
 
     folder = MODELS / "toy_severity_blur"
     meta = json.loads((folder / "config.json").read_text())["metadata"]
-    op = instantiate(OmegaConf.load(ROOT / "conf" / "train" / "severity_blur.yaml").operator)
+    op = operator("toy_blur_varying")  # the operator of its preset (train=severity_blur_bundled)
     with torch.no_grad():
         stats = validate_severity(SeverityEncoder.from_pretrained(folder), toy_ldm, op, toy_split("val"),
-                                  lambda_sigma=meta["lambda_sigma"], lambda_im=meta["lambda_im"])
+                                  loss=LossWeights(meta["lambda_sigma"], meta["lambda_im"]))
     assert stats["n_images"] == 100 and stats["spearman"] >= 0.6 and stats["ordering_accuracy"] >= 0.9
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = str(ROOT / "conf")
-OmegaConf.register_new_resolver("flashdiff_root", lambda: str(ROOT), replace=True)
+from flashdiff.paths import CONFIG_DIR  # registers the ${flashdiff_root:} resolver
 
 log = logging.getLogger(__name__)
 
@@ -144,57 +143,33 @@ def _choice(group: str) -> str | None:
     return hydra.core.hydra_config.HydraConfig.get().runtime.choices.get(group)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="training")
-def train(cfg: DictConfig) -> None:
-    """Train the model named by ``train.name`` (conf/train/)."""
+def trainer(train: DictConfig) -> tuple[Callable[..., Any], str, str]:
+    """A training preset (``cfg.train``) as ``(trainer, output_dir, workdir)``: its function with every setting
+    bound (operator, model, head, loop, ... instantiated; plain dicts and lists for the rest), called as
+    ``trainer(job)``, and where the job writes."""
     from hydra.utils import instantiate
 
-    from flashdiff.diffusion import PixelDiffusion, pixel_scheduler
-    from flashdiff.distributed import is_main_process
-    from flashdiff.train.commands import train_autoencoder, train_latent_ddpm
-    from flashdiff.train.loop import LoopSettings
-    from flashdiff.train.severity import train_severity_encoder
-    from flashdiff.train.swinir import train_swinir
+    settings = OmegaConf.to_container(train, resolve=True)
+    out, workdir = settings.pop("output_dir"), settings.pop("workdir")  # where: the job's, not the trainer's
+    return instantiate(settings, _convert_="all"), out, workdir
 
-    settings = LoopSettings(**OmegaConf.to_container(cfg.train.loop, resolve=True))
-    arch = OmegaConf.to_container(cfg.train.arch, resolve=True) if "arch" in cfg.train else {}
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="training")
+def train(cfg: DictConfig) -> None:
+    """Train with the preset ``train`` (conf/train/: a trainer function and its settings) on ``dataset``; the main
+    process saves the model to ``train.output_dir``, checkpoints go to ``train.workdir``."""
+    from hydra.utils import instantiate
+
+    from flashdiff.distributed import is_main_process
+    from flashdiff.train.loop import TrainingJob
+
+    fit, out, workdir = trainer(cfg.train)
     train_set, val_set = instantiate(cfg.dataset), instantiate(cfg.dataset, split="val")
-    out, workdir = cfg.train.output_dir, cfg.train.workdir
     scratch = None if is_main_process() else tempfile.mkdtemp(prefix="flashdiff-train-")
     out = out if scratch is None else scratch  # all processes train (data parallel), the main one writes the model
-    run = _start_logger(cfg, f"train-{cfg.train.name}")
+    run = _start_logger(cfg, f"train-{_choice('train')}")
     try:
-        if cfg.train.name == "autoencoder":
-            train_autoencoder(arch, cfg.train.kl_weight, settings, train_set, val_set, out, workdir, run)
-        elif cfg.train.name == "latent_ddpm":
-            ldm = instantiate(cfg.model, unet_subfolder=None)
-            train_latent_ddpm(arch, settings, ldm, train_set, out, workdir, run)
-        elif cfg.train.name == "pixel_ddpm":  # the same trainer on pixels (identity autoencoder)
-            pixels = PixelDiffusion(None, pixel_scheduler(), sample_size=int(cfg.dataset.size))
-            train_latent_ddpm(arch, settings, pixels, train_set, out, workdir, run)
-        elif cfg.train.name == "severity":
-            ldm = instantiate(cfg.model, unet_subfolder=None)
-            train_severity_encoder(ldm, instantiate(cfg.train.operator), settings, train_set, val_set, out, workdir,
-                                   lambda_sigma=cfg.train.lambda_sigma, lambda_im=cfg.train.lambda_im,
-                                   head_lr_mult=cfg.train.head_lr_mult, detach_target=cfg.train.detach_target,
-                                   head_context=cfg.train.head_context, head_stop_grad=cfg.train.head_stop_grad,
-                                   head_features=cfg.train.head_features,
-                                   head_energy=cfg.train.head_energy,
-                                   head_energy_early=cfg.train.head_energy_early, run=run,
-                                   test_set=instantiate(cfg.dataset, split="test"),
-                                   max_val_images=cfg.train.max_val_images)
-        elif cfg.train.name == "swinir":
-            train_swinir(arch, instantiate(cfg.train.operator), settings, train_set, val_set, out, workdir, run=run,
-                         max_val_images=cfg.train.max_val_images, identity_init=cfg.train.identity_init)
-        elif cfg.train.name == "fd_features":  # the toy feature network behind fd_toy
-            from flashdiff.train.fd_features import train_fd_features
-
-            train_fd_features(arch, settings, val_set, out, workdir, image_size=int(cfg.dataset.size),
-                              grid=int(cfg.train.grid), test_set=instantiate(cfg.dataset, split="test"),
-                              max_val_images=int(cfg.train.max_val_images), run=run,
-                              downscale=int(cfg.dataset.get("downscale", 1)))
-        else:
-            raise ValueError(f"train={cfg.train.name}: unknown training command (see conf/train/)")
+        fit(TrainingJob(train_set, val_set, out, workdir, run=run, test=lambda: instantiate(cfg.dataset, split="test")))
     finally:
         run.finish()
         if scratch is not None:

@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
-import flashdiff.cli  # noqa: F401  (registers the ${flashdiff_root:} resolver)
+import flashdiff.paths  # noqa: F401  (registers the ${flashdiff_root:} resolver)
 from flashdiff.convert import ConversionError, convert_ldm
 from flashdiff.convert.__main__ import main
 from flashdiff.convert.checkpoint import load_checkpoint, tensors_of

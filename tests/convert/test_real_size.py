@@ -74,8 +74,8 @@ def test_real_size_flash_latent_dps_and_resample_run_two_steps_on_cpu():
             n = kwargs["num_steps"]
             # a σ head predicting the noise level two grid steps above clean: σ̂² = b² with W = 0
             level = 1.0 / float(model.schedule.snr()[sampling_grid(1000, n)[n - 3]])
-            encoder.head_weight.zero_()
-            encoder.head_bias.fill_(level**0.5 / encoder.head_lr_mult)
+            encoder.head.weight.zero_()
+            encoder.head.bias.fill_(level**0.5 / encoder.head.lr_mult)
             begin = flash(model, y, n, generators(seeds.tolist()), encoder=encoder, c=1.0)
             assert begin.steps.tolist() == [2] and begin.latents.shape == (1, 3, 64, 64)
             out = solver(model, op, y, params, begin.latents, begin.steps, generators=generators(seeds.tolist(), 1),

@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-import flashdiff.cli  # noqa: F401  (registers the ${flashdiff_root:} resolver)
+import flashdiff.paths  # noqa: F401  (registers the ${flashdiff_root:} resolver)
 from flashdiff.data import ToyImages
 from flashdiff.metrics.severity_study import ordering_by_noise, read_study, severity_grid, severity_study, write_study
 from flashdiff.operators import GaussianBlur

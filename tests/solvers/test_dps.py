@@ -11,7 +11,7 @@ from flashdiff.diffusion import PixelDiffusion, pixel_scheduler
 from flashdiff.operators import GaussianBlur
 from flashdiff.solvers import dps, latent_dps
 from flashdiff.train.commands import train_latent_ddpm
-from flashdiff.train.loop import LoopSettings
+from flashdiff.train.loop import LoopSettings, TrainingJob
 from tests.conftest import TINY_UNET, AnalyticLDM
 
 
@@ -61,7 +61,8 @@ def test_dps_refuses_a_latent_model():
 def test_pixel_ddpm_trains_saves_and_loads(tmp_path):
     model = PixelDiffusion(None, pixel_scheduler(), sample_size=32)
     settings = LoopSettings(steps=2, batch_size=4, lr=1e-3, warmup_steps=1, checkpoint_every=2)
-    train_latent_ddpm(TINY_UNET, settings, model, ToyImages("train", length=16), tmp_path / "m", tmp_path / "w")
+    job = TrainingJob(ToyImages("train", length=16), ToyImages("val"), tmp_path / "m", tmp_path / "w")
+    train_latent_ddpm(job, model, arch=TINY_UNET, loop=settings)
     assert json.loads((tmp_path / "m/scheduler/scheduler_config.json").read_text())["beta_end"] == 0.02
     loaded = PixelDiffusion.from_pretrained(tmp_path / "m")
     assert loaded.latent_shape == (3, 32, 32)

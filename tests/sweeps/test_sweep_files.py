@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-import flashdiff.cli  # noqa: F401  (registers the ${flashdiff_root:} resolver)
+import flashdiff.paths  # noqa: F401  (registers the ${flashdiff_root:} resolver)
 from tests.conftest import ROOT
 
 SWEEPS = ROOT / "sweeps"
@@ -98,7 +98,7 @@ def test_reconstruction_sweep_holds_the_papers_grid(name):
 
 @pytest.mark.parametrize("name", sorted(TRAINING))
 def test_training_sweep_holds_the_lambda_sigma_grid(name):
-    assert {k: _grid(v) for k, v in _params(name).items()} == {"train.lambda_sigma": TRAINING[name]}
+    assert {k: _grid(v) for k, v in _params(name).items()} == {"train.loss.lambda_sigma": TRAINING[name]}
 
 
 def test_greedy_searches_chain_their_stages():
@@ -133,8 +133,8 @@ def test_reconstruction_sweep_composes_on_validation_images(name, tmp_path, tiny
 
 @pytest.mark.parametrize("name", sorted(TRAINING))
 def test_training_sweep_composes_and_trains_each_point_into_its_own_folder(name, tmp_path):
-    cfg = _compose("training", [f"+sweep={name}", f"paths.runs_dir={tmp_path}", "train.lambda_sigma=0.1"])
-    assert cfg.hydra.runtime.choices.train == "severity_blur" and cfg.train.lambda_sigma == 0.1
+    cfg = _compose("training", [f"+sweep={name}", f"paths.runs_dir={tmp_path}", "train.loss.lambda_sigma=0.1"])
+    assert cfg.hydra.runtime.choices.train == "severity_blur" and cfg.train.loss.lambda_sigma == 0.1
     assert OmegaConf.select(cfg, "hydra.sweep.dir") == f"{tmp_path}/sweeps/{name}/severity_blur"
     train = OmegaConf.to_container(cfg.train, resolve=False)
     assert train["output_dir"] == "${hydra:runtime.output_dir}/model"

@@ -8,9 +8,9 @@ import torch
 from flashdiff.data import ToyImages
 from flashdiff.data.toy import load_photo
 from flashdiff.metrics.toy_features import ToyFeatures
-from flashdiff.train.evaluate_toy import toy_split
+from flashdiff.toy.evaluate_world import toy_split
 from flashdiff.train.fd_features import PhotoRegionCrops, degradation_check, train_fd_features
-from flashdiff.train.loop import LoopSettings
+from flashdiff.train.loop import LoopSettings, TrainingJob
 from tests.conftest import ROOT
 
 BUNDLED = ROOT / "models" / "toy_fd_features"
@@ -38,8 +38,8 @@ def test_region_crops_come_from_the_photos_of_the_world_scale(monkeypatch):
 
 def test_train_save_load(tmp_path):
     settings = LoopSettings(steps=3, batch_size=8, lr=1e-3, warmup_steps=1, checkpoint_every=3)
-    result = train_fd_features({"widths": [8, 16], "feature_dim": 8}, settings, ToyImages("val"), tmp_path / "m",
-                               tmp_path / "w", max_val_images=16)
+    job = TrainingJob(ToyImages("train", length=1), ToyImages("val"), tmp_path / "m", tmp_path / "w")
+    result = train_fd_features(job, arch={"widths": [8, 16], "feature_dim": 8}, loop=settings, max_val_images=16)
     for key in ("fresh_crop_accuracy", "val_fd_blur_3", "init_val_fd_noise_0.05", "val_fd_split_half"):
         assert key in result
     info = json.loads((tmp_path / "m" / "training.json").read_text())

@@ -7,7 +7,7 @@ import torch
 from flashdiff.data import ToyImages
 from flashdiff.operators import GaussianBlur
 from flashdiff.solvers.swinir import SwinIRRestorer
-from flashdiff.train.loop import LoopSettings
+from flashdiff.train.loop import LoopSettings, TrainingJob
 from flashdiff.train.swinir import SwinIRObjective, train_swinir
 from tests.conftest import TINY_SWINIR
 
@@ -22,8 +22,9 @@ def test_objective_degrades_on_the_fly_and_trains_only_the_network():
 
 def test_training_saves_a_loadable_swinir_with_its_record(tmp_path):
     settings = LoopSettings(steps=3, batch_size=4, lr=2e-4, warmup_steps=1, checkpoint_every=2, validate_every=2)
-    result = train_swinir(TINY_SWINIR, GaussianBlur(kernel_size=9), settings, ToyImages("train", length=16),
-                          ToyImages("val"), tmp_path / "m", tmp_path / "w", max_val_images=4, identity_init=True)
+    job = TrainingJob(ToyImages("train", length=16), ToyImages("val"), tmp_path / "m", tmp_path / "w")
+    result = train_swinir(job, arch=TINY_SWINIR, operator=GaussianBlur(kernel_size=9), loop=settings, max_val_images=4,
+                          identity_init=True)
     assert result["val_n_images"] == 4 and result["identity_init"]
     assert abs(result["val_psnr"] - result["val_psnr_input"]) < 1.0  # starts at f(y) = y, three small steps away
     record = json.loads((tmp_path / "m/training.json").read_text())

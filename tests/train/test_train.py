@@ -9,19 +9,21 @@ from flashdiff.data import ToyImages
 from flashdiff.diffusion import LatentDiffusion
 from flashdiff.train.autoencoder import AutoencoderObjective
 from flashdiff.train.commands import build_autoencoder, train_autoencoder, train_latent_ddpm
-from flashdiff.train.loop import LoopSettings, fit
+from flashdiff.train.loop import LoopSettings, TrainingJob, fit
 from tests.conftest import TINY_AE, TINY_UNET
 
 
 def test_autoencoder_then_latent_ddpm_train_save_and_load(tmp_path):
     train_set, val_set = ToyImages("train", length=64), ToyImages("val")
     settings = LoopSettings(steps=3, batch_size=8, lr=1e-3, warmup_steps=1, checkpoint_every=2)
-    result = train_autoencoder(TINY_AE, 1e-6, settings, train_set, val_set, tmp_path / "m", tmp_path / "w_ae")
+    job = TrainingJob(train_set, val_set, tmp_path / "m", tmp_path / "w_ae")
+    result = train_autoencoder(job, arch=TINY_AE, kl_weight=1e-6, loop=settings)
     assert result["scale_factor"] > 0 and result["val_psnr"] > 0
     assert json.loads((tmp_path / "m/vae/config.json").read_text())["scaling_factor"] == result["scale_factor"]
     ldm = LatentDiffusion.from_pretrained(tmp_path / "m", unet_subfolder=None)
     settings = LoopSettings(steps=3, batch_size=8, lr=1e-3, warmup_steps=1, ema_decay=0.9, checkpoint_every=2)
-    train_latent_ddpm(TINY_UNET, settings, ldm, train_set, tmp_path / "m", tmp_path / "w_ddpm")
+    train_latent_ddpm(TrainingJob(train_set, val_set, tmp_path / "m", tmp_path / "w_ddpm"), ldm, arch=TINY_UNET,
+                      loop=settings)
     full = LatentDiffusion.from_pretrained(tmp_path / "m")
     assert (tmp_path / "m/unet/diffusion_pytorch_model.safetensors").exists()
     assert json.loads((tmp_path / "m/scheduler/scheduler_config.json").read_text())["beta_end"] == 0.0195

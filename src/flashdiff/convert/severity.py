@@ -20,7 +20,7 @@ from flashdiff.convert.checkpoint import load_checkpoint, plain, tensors_of
 from flashdiff.convert.ldm import load_into, read_config
 from flashdiff.convert.mapping import ConversionError
 from flashdiff.convert.vq import vq_config, vq_state_dict
-from flashdiff.severity.encoder import SeverityEncoder
+from flashdiff.severity.encoder import ConvHead, SeverityEncoder
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,10 @@ def convert_severity_encoder(ckpt: str | Path, out: str | Path, *, ldm_config: s
         raise ConversionError(f"{ckpt}: no σ head (std_conv) found, neither under encoder.std_conv nor std_conv: "
                               "not one of the authors' severity-encoder checkpoints")
     config = {k: v for k, v in first_stage(hparams, ldm_config, scale_factor).items() if not k.startswith("_")}
-    head = {"head_weight": sd.pop("std_conv.weight"), "head_bias": sd.pop("std_conv.bias")}
+    head = {"head.weight": sd.pop("std_conv.weight"), "head.bias": sd.pop("std_conv.bias")}
     ae = VQModel.from_config(config)
-    model = SeverityEncoder(ae.encoder, ae.quant_conv, autoencoder_class="VQModel", autoencoder_config=config,
-                            scale_factor=scale_factor, head_lr_mult=1.0)  # head stored as is: W = 1 * raw
+    model = SeverityEncoder(ae.encoder, ae.quant_conv, ConvHead, autoencoder_class="VQModel",
+                            autoencoder_config=config, scale_factor=scale_factor)  # lr_mult 1: W stored as is
     load_into(model, vq_state_dict(sd, config, encoder_only=True) | head, "severity encoder")
     metadata = {"converted_from": str(ckpt.resolve()), "operator_config": plain(hparams.get("operator_config")),
                 "noise_config": plain(hparams.get("noise_config"))}

@@ -2,7 +2,7 @@
 
 Rows go to ``severity_study.csv`` (one per image × noise level × noise seed × severity), so that the ordering
 accuracy against the test noise level is rebuilt from files by ``flashdiff.report``. The ordering accuracy is
-``flashdiff.severity.encoder.ordering_accuracy`` (App. C, Def. 1), the same function the training validates with.
+``flashdiff.metrics.ordering.ordering_accuracy`` (App. C, Def. 1), the same function the training validates with.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from flashdiff.data.seeding import measurement_seed
+from flashdiff.metrics.ordering import ordering_accuracy
 from flashdiff.records import write_atomic
-from flashdiff.severity.encoder import ordering_accuracy
 from flashdiff.types import Operator
 
 log = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
+from flashdiff.metrics.ordering import spearman
 from flashdiff.metrics.severity_study import ordering_by_noise, read_study
 from flashdiff.report.plots import (
     TRAINING_NOISE,
@@ -22,7 +23,6 @@ from flashdiff.report.plots import (
     save,
 )
 from flashdiff.report.runs import FLASH_ADAPTERS, Run
-from flashdiff.severity.encoder import spearman
 
 PERCENTILES = (10, 50, 90)
 

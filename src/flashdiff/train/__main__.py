@@ -1,4 +1,4 @@
-"""``python -m flashdiff.train train=autoencoder|latent_ddpm``: training commands (Hydra, accelerate-ready)."""
+"""``python -m flashdiff.train train=PRESET`` (conf/train/) or ``+experiment=train_*``: training (Hydra, accelerate)."""
 
 from flashdiff.cli import train
 from flashdiff.distributed import share_run_stamp

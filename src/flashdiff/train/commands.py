@@ -1,4 +1,5 @@
-"""The training commands behind ``python -m flashdiff.train``: toy autoencoder and toy latent DDPM."""
+"""The trainers of ``conf/train/autoencoder.yaml``, ``latent_ddpm.yaml`` and ``pixel_ddpm.yaml``, and the record
+``training.json`` every trainer writes beside its model."""
 
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, UNet2DModel
-from torch.utils.data import Dataset
 
 from flashdiff.diffusion.model import LatentDiffusion, PixelDiffusion
 from flashdiff.diffusion.schedule import ldm_scheduler
 from flashdiff.train.autoencoder import AutoencoderObjective, latent_scale, reconstruction_psnr
 from flashdiff.train.latent_ddpm import LatentDDPMObjective
-from flashdiff.train.loop import LoopSettings, fit
+from flashdiff.train.loop import LoopSettings, TrainingJob, fit
 
 log = logging.getLogger(__name__)
 
@@ -43,41 +43,41 @@ def build_autoencoder(arch: dict[str, Any], image_size: int) -> AutoencoderKL:
                          **arch)
 
 
-def train_autoencoder(arch: dict[str, Any], kl_weight: float, settings: LoopSettings, train_set: Dataset,
-                      val_set: Dataset, output_dir: str | Path, workdir: str | Path, run: Any = None) -> dict:
-    """Train E0/D0, set its latent scale factor, save ``<output_dir>/vae``; returns measured numbers."""
+def train_autoencoder(job: TrainingJob, *, arch: dict[str, Any], kl_weight: float, loop: LoopSettings) -> dict:
+    """Train E0/D0 (``conf/train/autoencoder.yaml``), set its latent scale factor, save ``<output_dir>/vae``;
+    returns measured numbers."""
     started = time.perf_counter()
-    autoencoder = build_autoencoder(arch, train_set[0]["x"].shape[-1])
-    fit(AutoencoderObjective(autoencoder, kl_weight), train_set, settings, workdir, run=run, desc="autoencoder")
-    ldm = LatentDiffusion(autoencoder, None, latent_scale(autoencoder, train_set))
-    ldm.save_pretrained(output_dir)
+    autoencoder = build_autoencoder(arch, job.train_set[0]["x"].shape[-1])
+    fit(AutoencoderObjective(autoencoder, kl_weight), job.train_set, loop, job.workdir, run=job.run,
+        desc="autoencoder")
+    ldm = LatentDiffusion(autoencoder, None, latent_scale(autoencoder, job.train_set))
+    ldm.save_pretrained(job.output_dir)
     result = {"seconds": time.perf_counter() - started, "scale_factor": ldm.scale_factor,
               "parameters": sum(p.numel() for p in autoencoder.parameters()),
-              "val_psnr": reconstruction_psnr(ldm, val_set).mean().item()}
-    record_training(Path(output_dir) / "vae", workdir, result, settings, arch)
-    log.info("autoencoder saved to %s/vae: %s", output_dir, json.dumps(result))
-    if run is not None:
-        run.summary.update({f"autoencoder/{k}": v for k, v in result.items()})
+              "val_psnr": reconstruction_psnr(ldm, job.val_set).mean().item()}
+    record_training(Path(job.output_dir) / "vae", job.workdir, result, loop, arch)
+    log.info("autoencoder saved to %s/vae: %s", job.output_dir, json.dumps(result))
+    if job.run is not None:
+        job.run.summary.update({f"autoencoder/{k}": v for k, v in result.items()})
     return result
 
 
-def train_latent_ddpm(arch: dict[str, Any], settings: LoopSettings, ldm: LatentDiffusion, train_set: Dataset,
-                      output_dir: str | Path, workdir: str | Path, run: Any = None) -> dict:
+def train_latent_ddpm(job: TrainingJob, model: LatentDiffusion, *, arch: dict[str, Any], loop: LoopSettings) -> dict:
     """Train eps_theta on the frozen autoencoder's latents; save ``<output_dir>/unet`` and ``/scheduler``.
 
     With a ``PixelDiffusion`` (identity autoencoder) this trains a pixel DDPM on its own schedule.
     """
     started = time.perf_counter()
-    c, h, _ = ldm.latent_shape
+    c, h, _ = model.latent_shape
     unet = UNet2DModel(sample_size=h, in_channels=c, out_channels=c, **arch)
-    name = "pixel_ddpm" if isinstance(ldm, PixelDiffusion) else "latent_ddpm"
-    unet = fit(LatentDDPMObjective(unet, ldm), train_set, settings, workdir, run=run, desc=name).unet
-    unet.save_pretrained(Path(output_dir) / "unet", safe_serialization=True)
-    (ldm.scheduler if isinstance(ldm, PixelDiffusion) else ldm_scheduler()).save_pretrained(
-        Path(output_dir) / "scheduler")
+    name = "pixel_ddpm" if isinstance(model, PixelDiffusion) else "latent_ddpm"
+    unet = fit(LatentDDPMObjective(unet, model), job.train_set, loop, job.workdir, run=job.run, desc=name).unet
+    unet.save_pretrained(Path(job.output_dir) / "unet", safe_serialization=True)
+    (model.scheduler if isinstance(model, PixelDiffusion) else ldm_scheduler()).save_pretrained(
+        Path(job.output_dir) / "scheduler")
     result = {"seconds": time.perf_counter() - started, "parameters": sum(p.numel() for p in unet.parameters())}
-    record_training(Path(output_dir) / "unet", workdir, result, settings, arch)
-    log.info("%s saved to %s/unet: %s", name, output_dir, json.dumps(result))
-    if run is not None:
-        run.summary.update({f"{name}/{k}": v for k, v in result.items()})
+    record_training(Path(job.output_dir) / "unet", job.workdir, result, loop, arch)
+    log.info("%s saved to %s/unet: %s", name, job.output_dir, json.dumps(result))
+    if job.run is not None:
+        job.run.summary.update({f"{name}/{k}": v for k, v in result.items()})
     return result

@@ -26,7 +26,7 @@ from flashdiff.metrics.fid import frechet
 from flashdiff.metrics.toy_features import ToyFeatures
 from flashdiff.operators import GaussianBlur, Identity
 from flashdiff.train.commands import record_training
-from flashdiff.train.loop import LoopSettings, fit
+from flashdiff.train.loop import LoopSettings, TrainingJob, fit
 
 log = logging.getLogger(__name__)
 
@@ -119,32 +119,33 @@ def degradation_check(features: nn.Module, dataset: Dataset, max_images: int = 2
     return out
 
 
-def train_fd_features(arch: dict[str, Any], settings: LoopSettings, val_set: Dataset, output_dir: str | Path,
-                      workdir: str | Path, *, image_size: int = 32, grid: int = 2, test_set: Dataset | None = None,
-                      max_val_images: int = 200, run: Any = None, downscale: int = 1) -> dict[str, Any]:
-    """Train ``ToyFeatures`` on photo-region classification, check it, save to ``output_dir``; returns the numbers."""
+def train_fd_features(job: TrainingJob, *, arch: dict[str, Any], loop: LoopSettings, image_size: int = 32,
+                      grid: int = 2, max_val_images: int = 200, downscale: int = 1) -> dict[str, Any]:
+    """Train ``ToyFeatures`` on photo-region classification (its own crops of the toy train photos, not
+    ``job.train_set``), check it on ``job``'s val and test splits, save to ``job.output_dir``; returns the numbers."""
     started = time.perf_counter()
-    train_set = PhotoRegionCrops(image_size, length=max(settings.steps * settings.batch_size, 1), grid=grid,
+    train_set = PhotoRegionCrops(image_size, length=max(loop.steps * loop.batch_size, 1), grid=grid,
                                  downscale=downscale)
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(loop.seed)
     features = ToyFeatures(tuple(arch["widths"]), int(arch["feature_dim"]), classes=train_set.classes)
     result: dict[str, Any] = {"objective": f"photo x {grid}x{grid} region classification ({train_set.classes} "
                                            "classes) on random crops of the toy train photos, flips"
                                            + (f", photos downscaled {downscale}x" if downscale > 1 else "")}
-    result |= {f"init_val_fd_{k}": v for k, v in degradation_check(features, val_set, max_val_images).items()}
-    objective = fit(RegionObjective(features), train_set, settings, workdir, run=run, desc="fd_features")
+    result |= {f"init_val_fd_{k}": v for k, v in degradation_check(features, job.val_set, max_val_images).items()}
+    objective = fit(RegionObjective(features), train_set, loop, job.workdir, run=job.run, desc="fd_features")
     features = objective.features.eval()
     fresh = PhotoRegionCrops(image_size, length=512, grid=grid, seed=1, downscale=downscale)
     result["fresh_crop_accuracy"] = region_accuracy(features, fresh)
     result["chance_accuracy"] = 1.0 / train_set.classes
-    result |= {f"val_fd_{k}": v for k, v in degradation_check(features, val_set, max_val_images).items()}
-    if test_set is not None:
-        result |= {f"test_fd_{k}": v for k, v in degradation_check(features, test_set, max_val_images).items()}
+    result |= {f"val_fd_{k}": v for k, v in degradation_check(features, job.val_set, max_val_images).items()}
+    if job.test_set is not None:
+        result |= {f"test_fd_{k}": v for k, v in degradation_check(features, job.test_set,
+                                                                      max_val_images).items()}
     result |= {"seconds": time.perf_counter() - started, "parameters": sum(p.numel() for p in features.parameters())}
-    features.save_pretrained(output_dir, metadata={"purpose": "fd_toy feature network (toy perceptual proxy, not "
+    features.save_pretrained(job.output_dir, metadata={"purpose": "fd_toy feature network (toy perceptual proxy, not "
                                                               "Inception/FID)", "objective": result["objective"]})
-    record_training(Path(output_dir), workdir, result, settings, dict(arch) | {"grid": grid})
-    log.info("toy feature network saved to %s: %s", output_dir, json.dumps(result))
-    if run is not None:
-        run.summary.update({f"fd_features/{k}": v for k, v in result.items()})
+    record_training(Path(job.output_dir), job.workdir, result, loop, dict(arch) | {"grid": grid})
+    log.info("toy feature network saved to %s: %s", job.output_dir, json.dumps(result))
+    if job.run is not None:
+        job.run.summary.update({f"fd_features/{k}": v for k, v in result.items()})
     return result

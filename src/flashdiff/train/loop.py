@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class LoopSettings:
     """Optimisation settings shared by every training command (``train.loop.*``)."""
@@ -43,6 +42,30 @@ class LoopSettings:
     resume: bool = True
     num_workers: int = 0
     validate_every: int = 0  # call fit's ``callback`` every this many steps (0 = only at the end)
+
+
+@dataclass
+class TrainingJob:
+    """What a trainer gets from its caller (the CLI: ``dataset``, ``train.output_dir``, ``train.workdir``, the
+    logger): the splits, the folder the model is saved to, the folder of ``checkpoint/`` (resume) and the run.
+
+    ``test`` may be a callable that builds the split; ``test_set`` calls it on first use, so only trainers that
+    report test numbers read it.
+    """
+
+    train_set: Dataset
+    val_set: Dataset
+    output_dir: str | Path
+    workdir: str | Path
+    run: Any = None
+    test: Dataset | Callable[[], Dataset] | None = None
+
+    @property
+    def test_set(self) -> Dataset | None:
+        """The test split, or None when none was given."""
+        if callable(self.test) and not isinstance(self.test, Dataset):
+            self.test = self.test()
+        return self.test
 
 
 def _batches(loader: DataLoader) -> Iterator[dict[str, Any]]:

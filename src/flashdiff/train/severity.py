@@ -1,8 +1,9 @@
 """Training of the severity encoder (paper §3.1, METHOD.md §2) on pairs degraded on the fly, and its validation.
 
-``train_severity_encoder`` is the command behind ``python -m flashdiff.train train=severity_blur|severity_inpaint``:
-copy ``E0``, initialise the σ head at the data's error-variance scale, fit, validate (Spearman and ordering
-accuracy of σ̂², next to the same statistics of the true error variance, the ceiling σ̂² approximates), save.
+``train_severity_encoder`` is the trainer of ``python -m flashdiff.train train=severity_*`` (and of the
+``train_severity_*`` experiments): copy ``E0``, initialise the σ head at the data's error-variance scale, fit,
+validate (Spearman and ordering accuracy of σ̂², next to the same statistics of the true error variance, the
+ceiling σ̂² approximates), save.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,11 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from flashdiff.diffusion.model import LatentDiffusion
-from flashdiff.severity.encoder import SeverityEncoder, error_variance, ordering_accuracy, severity_loss, spearman
+from flashdiff.metrics.ordering import ordering_accuracy, spearman
+from flashdiff.severity.encoder import HeadFactory, SeverityEncoder, SigmaHead
+from flashdiff.severity.loss import LossWeights, error_variance
 from flashdiff.train.commands import record_training
-from flashdiff.train.loop import LoopSettings, fit
+from flashdiff.train.loop import LoopSettings, TrainingJob, fit
 from flashdiff.types import Operator
 
 log = logging.getLogger(__name__)
@@ -46,15 +50,6 @@ def fixed_severity(op: Operator, t: float) -> Operator:
     return fixed
 
 
-def resolve_lambda_sigma(lambda_sigma: float | str, v0: float) -> float:
-    """``λσ`` as configured, or ``1 / v0²`` for ``"auto"`` (the prototype's variance term divided by v0², λσ = 1)."""
-    if isinstance(lambda_sigma, str):
-        if lambda_sigma != "auto":
-            raise ValueError(f"train.lambda_sigma must be a number or 'auto', got {lambda_sigma!r}")
-        return 1.0 / v0**2
-    return float(lambda_sigma)
-
-
 class SeverityObjective(nn.Module):
     """``model(batch)`` -> the METHOD.md §2 loss terms for clean ``x`` (B, 3, H, W) in [0,1], degraded on the fly.
 
@@ -62,14 +57,12 @@ class SeverityObjective(nn.Module):
     and ``D0`` come from the frozen autoencoder (gradients flow through ``D0`` into ``ẑ``).
     """
 
-    def __init__(self, encoder: SeverityEncoder, ldm: LatentDiffusion, op: Operator, lambda_sigma: float,
-                 lambda_im: float, detach_target: bool = False) -> None:
+    def __init__(self, encoder: SeverityEncoder, ldm: LatentDiffusion, op: Operator, loss: LossWeights) -> None:
         super().__init__()
         self.encoder = encoder
         self.ldm = LatentDiffusion(ldm.autoencoder, None, ldm.scale_factor).requires_grad_(False).eval()
         self.op = op
-        self.lambda_sigma, self.lambda_im = float(lambda_sigma), float(lambda_im)
-        self.detach_target = bool(detach_target)
+        self.loss = loss  # lambda_sigma a number (LossWeights.resolve)
 
     def train(self, mode: bool = True) -> SeverityObjective:
         """Train mode for the encoder only; the frozen autoencoder stays in eval mode."""
@@ -86,8 +79,7 @@ class SeverityObjective(nn.Module):
             z0 = self.ldm.encode(x)  # (B, C, h, w)
         z_hat, sigma2_hat = self.encoder(y)
         x_rec = 2.0 * self.ldm.decode(z_hat) - 1.0  # D0(ẑ) in [-1, 1]
-        return severity_loss(z_hat, sigma2_hat, z0, x_rec, 2.0 * x - 1.0, lambda_sigma=self.lambda_sigma,
-                             lambda_im=self.lambda_im, detach_target=self.detach_target)
+        return self.loss(z_hat, sigma2_hat, z0, x_rec, 2.0 * x - 1.0)
 
 
 def clean_batch(dataset: Dataset, start: int, stop: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -120,13 +112,14 @@ def grid_scores(score: Callable[[Tensor], tuple[Tensor, ...]], op: Operator, x: 
 
 @torch.no_grad()
 def validate_severity(encoder: SeverityEncoder, ldm: LatentDiffusion, op: Operator, dataset: Dataset, *,
-                      lambda_sigma: float, lambda_im: float, n_grid: int = 10, max_images: int | None = 100,
+                      loss: LossWeights, n_grid: int = 10, max_images: int | None = 100,
                       batch_size: int = 32, run: Any = None, step: int | None = None,
                       prefix: str = "severity_val") -> dict[str, float]:
     """Spearman(σ̂², t), ordering accuracy (App. C Def. 1, ``n_grid`` severities), both also for the true σ̄², loss terms.
 
     Spearman and the loss terms use one seeded random severity per image over the training range; the ordering
-    accuracy a uniform grid over that range per clean image (averaged over images). Logged under ``prefix/``.
+    accuracy a uniform grid over that range per clean image (averaged over images). ``loss``: numeric weights.
+    Logged under ``prefix/``.
     """
     encoder.check_matches(ldm)
     lo, hi = train_range(op)
@@ -143,8 +136,7 @@ def validate_severity(encoder: SeverityEncoder, ldm: LatentDiffusion, op: Operat
         y = op.measure(x, params, seeds)
         z0 = ldm.encode(x)
         z_hat, sigma2_hat = encoder(y)
-        terms = severity_loss(z_hat, sigma2_hat, z0, 2.0 * ldm.decode(z_hat) - 1.0, 2.0 * x - 1.0,
-                              lambda_sigma=lambda_sigma, lambda_im=lambda_im)
+        terms = loss(z_hat, sigma2_hat, z0, 2.0 * ldm.decode(z_hat) - 1.0, 2.0 * x - 1.0)
         for k in LOSS_TERMS:
             sums[k] += terms[k].item() * x.shape[0]
         severity.append(params["severity"].cpu())
@@ -178,58 +170,53 @@ def initial_error_variance(encoder: SeverityEncoder, ldm: LatentDiffusion, op: O
     return v0, y
 
 
-def train_severity_encoder(ldm: LatentDiffusion, op: Operator, settings: LoopSettings, train_set: Dataset,
-                           val_set: Dataset, output_dir: str | Path, workdir: str | Path, *,
-                           lambda_sigma: float | str = "auto", lambda_im: float = 1.0, head_lr_mult: float = 10.0,
-                           detach_target: bool = False, head_context: int = 0, head_stop_grad: bool = False,
-                           head_features: bool = False, head_energy: int = 0,
-                           head_energy_early: bool = False, run: Any = None, test_set: Dataset | None = None,
+def train_severity_encoder(job: TrainingJob, model: LatentDiffusion, *, operator: Operator, loss: LossWeights,
+                           loop: LoopSettings, head: SigmaHead | HeadFactory | None = None,
                            max_val_images: int | None = 100) -> dict[str, Any]:
-    """Fine-tune ``Ê`` from ``ldm``'s ``E0`` (METHOD.md §2), validate, save to ``output_dir``; returns the numbers.
+    """Fine-tune ``Ê`` from ``model``'s ``E0`` with ``head`` (None: the paper's 1×1), validate, save; the numbers.
 
-    The σ head starts at ``mean σ̂² = v0`` (the first training batch's true error variance); ``lambda_sigma="auto"``
-    means ``1 / v0²``. Result keys: ``v0``, ``lambda_sigma``, ``seconds``, ``parameters`` and, for
-    ``init_val`` (before training), ``val`` and ``test`` (when given), ``<split>_<statistic>``.
+    The σ head starts at ``mean σ̂² = v0`` (the first training batch's true error variance); ``loss.lambda_sigma =
+    "auto"`` means ``1 / v0²``. Result keys: ``v0``, the loss weights, ``head`` (its config), ``seconds``,
+    ``parameters`` and, for ``init_val`` (before training), ``val`` and ``test`` (when ``job`` has one),
+    ``<split>_<statistic>``.
     """
     started = time.perf_counter()
-    train_range(op)
-    encoder = SeverityEncoder.from_latent_diffusion(ldm, head_lr_mult=head_lr_mult, head_context=head_context,
-                                                    head_stop_grad=head_stop_grad, head_features=head_features,
-                                                    head_energy=head_energy, head_energy_early=head_energy_early)
-    v0, y = initial_error_variance(encoder, ldm, op, train_set, settings.batch_size)
+    train_range(operator)
+    encoder = SeverityEncoder.from_latent_diffusion(model, head)
+    v0, y = initial_error_variance(encoder, model, operator, job.train_set, loop.batch_size)
     encoder.init_head_scale(y, v0)
-    lam = resolve_lambda_sigma(lambda_sigma, v0)
-    log.info("severity encoder: v0 = %.4g, lambda_sigma = %.4g, lambda_im = %.4g", v0, lam, lambda_im)
-    common = {"lambda_sigma": lam, "lambda_im": lambda_im, "max_images": max_val_images, "run": run}
-    result: dict[str, Any] = {"v0": v0, "lambda_sigma": lam, "lambda_im": float(lambda_im),
-                              "detach_target": bool(detach_target), "head_context": int(head_context),
-                              "head_stop_grad": bool(head_stop_grad), "head_features": bool(head_features),
-                              "head_energy": int(head_energy), "head_energy_early": bool(head_energy_early),
-                              "head_lr_mult": float(head_lr_mult)}
-    result |= _prefixed("init_val", validate_severity(encoder, ldm, op, val_set, step=0, prefix="severity_init_val",
-                                                      **common))
+    loss = loss.resolve(v0)
+    log.info("severity encoder: v0 = %.4g, lambda_sigma = %.4g, lambda_im = %.4g", v0, loss.lambda_sigma,
+             loss.lambda_im)
+    common = {"loss": loss, "max_images": max_val_images, "run": job.run}
+    result: dict[str, Any] = {"v0": v0, **asdict(loss), "head": encoder.head.config()}
+    result |= _prefixed("init_val", validate_severity(encoder, model, operator, job.val_set, step=0,
+                                                      prefix="severity_init_val", **common))
+
     def watch(step: int, objective: nn.Module) -> None:
         """Validation numbers during training (the issue's advice: watch them)."""
         with torch.no_grad():
-            validate_severity(objective.encoder.eval(), ldm, op, val_set, step=step, prefix="severity_val", **common)
+            validate_severity(objective.encoder.eval(), model, operator, job.val_set, step=step,
+                              prefix="severity_val", **common)
 
-    objective = SeverityObjective(encoder, ldm, op, lam, lambda_im, detach_target)
-    objective = fit(objective, train_set, settings, workdir, run=run, desc="severity", callback=watch)
+    objective = fit(SeverityObjective(encoder, model, operator, loss), job.train_set, loop, job.workdir,
+                    run=job.run, desc="severity", callback=watch)
     encoder = objective.encoder.eval()
-    result |= _prefixed("val", validate_severity(encoder, ldm, op, val_set, step=settings.steps,
+    result |= _prefixed("val", validate_severity(encoder, model, operator, job.val_set, step=loop.steps,
                                                  prefix="severity_val", **common))
-    if test_set is not None:
-        result |= _prefixed("test", validate_severity(encoder, ldm, op, test_set, step=settings.steps,
+    if job.test_set is not None:
+        result |= _prefixed("test", validate_severity(encoder, model, operator, job.test_set, step=loop.steps,
                                                       prefix="severity_test", **common))
     result |= {"seconds": time.perf_counter() - started, "parameters": sum(p.numel() for p in encoder.parameters())}
-    operator = {"class": type(op).__name__, "settings": op.extra_repr() if hasattr(op, "extra_repr") else ""}
-    encoder.save_pretrained(output_dir, metadata={"operator": operator, "v0": v0, "lambda_sigma": lam,
-                                                  "lambda_im": float(lambda_im)})
+    about = {"class": type(operator).__name__,
+             "settings": operator.extra_repr() if hasattr(operator, "extra_repr") else ""}
+    encoder.save_pretrained(job.output_dir, metadata={"operator": about, "v0": v0, "lambda_sigma": loss.lambda_sigma,
+                                                      "lambda_im": loss.lambda_im})
     arch = {k: v for k, v in encoder.config().items() if k != "autoencoder_config"}
-    record_training(Path(output_dir), workdir, result, settings, arch)
-    log.info("severity encoder saved to %s: %s", output_dir, json.dumps(result))
-    if run is not None:
-        run.summary.update({f"severity/{k}": v for k, v in result.items()})
+    record_training(Path(job.output_dir), job.workdir, result, loop, arch)
+    log.info("severity encoder saved to %s: %s", job.output_dir, json.dumps(result))
+    if job.run is not None:
+        job.run.summary.update({f"severity/{k}": v for k, v in result.items()})
     return result
 
 

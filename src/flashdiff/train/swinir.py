@@ -1,6 +1,6 @@
 """Training of the SwinIR comparison (paper App. A) on pairs degraded on the fly: L1 between ``f(y)`` and ``x``.
 
-``train_swinir`` is the command behind ``python -m flashdiff.train train=swinir``: build the network, fit it with the
+``train_swinir`` is the trainer of ``python -m flashdiff.train train=swinir``: build the network, fit it with the
 shared loop, validate (PSNR of the restoration and of the measurement itself), save it as ``solver=swinir`` loads it.
 """
 
@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from flashdiff.metrics import psnr
 from flashdiff.solvers.swinir import SwinIRRestorer
 from flashdiff.train.commands import record_training
-from flashdiff.train.loop import LoopSettings, fit
+from flashdiff.train.loop import LoopSettings, TrainingJob, fit
 from flashdiff.train.severity import clean_batch
 from flashdiff.types import Operator
 
@@ -75,35 +75,37 @@ def validate_swinir(network: SwinIRRestorer, op: Operator, dataset: Dataset, *, 
     return result
 
 
-def train_swinir(arch: dict[str, Any], op: Operator, settings: LoopSettings, train_set: Dataset, val_set: Dataset,
-                 output_dir: str | Path, workdir: str | Path, *, run: Any = None, max_val_images: int | None = 100,
-                 identity_init: bool = False) -> dict[str, Any]:
-    """Train SwinIR (``arch`` over the App. A defaults) on ``op``'s degradations, validate, save; the numbers.
+def train_swinir(job: TrainingJob, *, arch: dict[str, Any], operator: Operator, loop: LoopSettings,
+                 max_val_images: int | None = 100, identity_init: bool = False) -> dict[str, Any]:
+    """Train SwinIR (``arch`` over the App. A defaults) on ``operator``'s degradations, validate, save; the numbers.
 
     ``identity_init`` (an option, not the paper's): zero SwinIR's last conv, so that through its global residual
     ``f(y) = y`` at step 0 and a short run starts from the measurement instead of from noise added to it.
     """
     started = time.perf_counter()
-    torch.manual_seed(settings.seed)  # the initial weights
+    torch.manual_seed(loop.seed)  # the initial weights
     network = SwinIRRestorer(arch)
     if identity_init:
         nn.init.zeros_(network.net.conv_last.weight)
         nn.init.zeros_(network.net.conv_last.bias)
+    val = {"max_images": max_val_images, "run": job.run}
 
     def watch(step: int, objective: nn.Module) -> None:
         """Validation PSNR during training."""
-        validate_swinir(objective.network, op, val_set, max_images=max_val_images, run=run, step=step)
+        validate_swinir(objective.network, operator, job.val_set, step=step, **val)
 
-    objective = fit(SwinIRObjective(network, op), train_set, settings, workdir, run=run, desc="swinir", callback=watch)
+    objective = fit(SwinIRObjective(network, operator), job.train_set, loop, job.workdir, run=job.run, desc="swinir",
+                    callback=watch)
     network = objective.network.eval()
-    val = validate_swinir(network, op, val_set, max_images=max_val_images, run=run, step=settings.steps)
-    result = {f"val_{k}": v for k, v in val.items()} | {"identity_init": bool(identity_init),
-                                                        "seconds": time.perf_counter() - started,
-                                                        "parameters": sum(p.numel() for p in network.parameters())}
-    operator = {"class": type(op).__name__, "settings": op.extra_repr() if hasattr(op, "extra_repr") else ""}
-    network.save_pretrained(output_dir, metadata={"operator": operator, "loss": "l1"})
-    record_training(Path(output_dir), workdir, result, settings, network.arch)
-    log.info("SwinIR saved to %s: %s", output_dir, json.dumps(result))
-    if run is not None:
-        run.summary.update({f"swinir/{k}": v for k, v in result.items()})
+    scores = validate_swinir(network, operator, job.val_set, step=loop.steps, **val)
+    result = {f"val_{k}": v for k, v in scores.items()} | {"identity_init": bool(identity_init),
+                                                           "seconds": time.perf_counter() - started,
+                                                           "parameters": sum(p.numel() for p in network.parameters())}
+    about = {"class": type(operator).__name__,
+             "settings": operator.extra_repr() if hasattr(operator, "extra_repr") else ""}
+    network.save_pretrained(job.output_dir, metadata={"operator": about, "loss": "l1"})
+    record_training(Path(job.output_dir), job.workdir, result, loop, network.arch)
+    log.info("SwinIR saved to %s: %s", job.output_dir, json.dumps(result))
+    if job.run is not None:
+        job.run.summary.update({f"swinir/{k}": v for k, v in result.items()})
     return result

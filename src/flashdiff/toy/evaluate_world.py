@@ -1,4 +1,4 @@
-"""``python -m flashdiff.train.evaluate_toy``: measure the bundled toy world and draw samples of its LDM.
+"""``python -m flashdiff.toy.evaluate_world``: measure the bundled toy world and draw samples of its LDM.
 
 Records in ``docs/toy_world.json`` (and prints as markdown): the autoencoder's reconstruction PSNR/SSIM per split,
 the measurement PSNR across the toy blur range and for inpainting, the training record of each model, and a grid
@@ -17,13 +17,15 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.utils import make_grid, save_image
 
-from flashdiff.cli import ROOT
 from flashdiff.data import ToyImages
 from flashdiff.data.seeding import generators as sample_generators
 from flashdiff.diffusion import LatentDiffusion
 from flashdiff.metrics import psnr, ssim
+from flashdiff.paths import CONFIG_DIR, ROOT
 from flashdiff.records import provenance
 from flashdiff.solvers import ddpm
+from flashdiff.train.severity import fixed_severity
+from flashdiff.types import Operator
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def toy_world(downscale: int | None = None, val_stride: int | None = None) -> tu
 
     The world's val grid goes with its downscale only: another ``downscale`` keeps ``val_stride`` as given.
     """
-    world = OmegaConf.load(ROOT / "conf" / "dataset" / "toy.yaml")
+    world = OmegaConf.load(Path(CONFIG_DIR) / "dataset" / "toy.yaml")
     if downscale is None or downscale == int(world.downscale):
         return int(world.downscale), world.val_stride if val_stride is None else val_stride
     return downscale, val_stride
@@ -54,18 +56,23 @@ def autoencoder_quality(model: LatentDiffusion, data: ToyImages) -> dict[str, fl
 
 
 @torch.no_grad()
-def measurement_psnr(operator_file: str, severities: list[float], data: ToyImages) -> dict[str, float]:
-    """Mean PSNR of ``y`` against ``x`` on a toy split at fixed severities of a conf/operator file."""
-    from hydra.utils import instantiate
-
+def measurement_psnr(op: Operator, severities: list[float], data: ToyImages) -> dict[str, float]:
+    """Mean PSNR of ``y`` against ``x`` on a toy split at each fixed severity of ``op`` (keyed ``f"{t:g}"``)."""
     x = torch.stack([data[k]["x"] for k in range(len(data))])
     seeds = torch.tensor([data[k]["seed"] for k in range(len(data))])
     out = {}
     for t in severities:
-        op = instantiate(OmegaConf.load(ROOT / "conf" / "operator" / f"{operator_file}.yaml"), severity_range=[t, t])
-        y = op.measure(x, op.draw(seeds, tuple(x.shape)), seeds)
+        op_t = fixed_severity(op, t)
+        y = op_t.measure(x, op_t.draw(seeds, tuple(x.shape)), seeds)
         out[f"{t:g}"] = psnr(y, x).mean().item()
     return out
+
+
+def operator(name: str) -> Operator:
+    """The operator of ``conf/operator/<name>.yaml``."""
+    from hydra.utils import instantiate
+
+    return instantiate(OmegaConf.load(Path(CONFIG_DIR) / "operator" / f"{name}.yaml"))
 
 
 @torch.no_grad()
@@ -104,9 +111,9 @@ def main() -> None:
         "dataset": {"downscale": downscale, "val_stride": val_stride},
         "autoencoder": {s: autoencoder_quality(model, data) for s, data in splits.items()},
         "measurement_psnr_blur_by_std": {f"{3 * float(t):g}": v for t, v in measurement_psnr(
-            "toy_blur_varying", [0.0, 0.25, 0.5, 0.75, 1.0], splits["test"]).items()},
+            operator("toy_blur_varying"), [0.0, 0.25, 0.5, 0.75, 1.0], splits["test"]).items()},
         "measurement_psnr_inpaint_by_missing": {f"{0.8 * float(t):g}": v for t, v in measurement_psnr(
-            "toy_inpaint", [0.875, 1.0], splits["test"]).items()},
+            operator("toy_inpaint"), [0.875, 1.0], splits["test"]).items()},
         "training": {name: json.loads((Path(args.models) / name / "training.json").read_text())
                      for name in ("vae", "unet") if (Path(args.models) / name / "training.json").exists()},
         "sample_seconds": sample_grid(model, out / "toy_ldm_samples.png", splits["test"], args.samples),

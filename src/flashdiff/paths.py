@@ -1,0 +1,25 @@
+"""Where the project lives: the repository root, its config folder, and the resolvers the configs use.
+
+Importing this module registers ``${flashdiff_root:}`` (``conf/paths/default.yaml``: every path is found from the
+installed package, so commands work from any directory) and ``${flashdiff_options:GROUP[,TEXT]}`` (the options of a
+config group, for help texts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = str(ROOT / "conf")
+
+
+def config_options(group: str, contains: str = "") -> str:
+    """The options of ``conf/<group>`` (file stems, sorted, comma-separated); only files holding ``contains``."""
+    files = sorted((Path(CONFIG_DIR) / group).glob("*.yaml"))
+    return ", ".join(f.stem for f in files if contains in f.read_text())
+
+
+OmegaConf.register_new_resolver("flashdiff_root", lambda: str(ROOT), replace=True)
+OmegaConf.register_new_resolver("flashdiff_options", config_options, replace=True)
