@@ -20,8 +20,8 @@ def test_help_lists_the_training_groups_and_their_options(tmp_path):
 
 def test_a_severity_preset_trains_with_a_head_set_on_the_command_line(tmp_path, tiny_ldm_dir):
     out = tmp_path / "encoder"
-    run_cli("train=severity_blur", f"model.path={tiny_ldm_dir}", "train.head._target_=flashdiff.severity.heads.EnergyHead",
-            "+train.head.width=4", "+train.head.early=true", "train.loop.steps=2", "train.loop.batch_size=4",
+    head = ["train.head._target_=flashdiff.severity.heads.EnergyHead", "+train.head.width=4", "+train.head.early=true"]
+    run_cli("train=severity_blur", f"model.path={tiny_ldm_dir}", *head, "train.loop.steps=2", "train.loop.batch_size=4",
             "train.loop.validate_every=0", "train.max_val_images=4", f"train.output_dir={out}",
             f"hydra.run.dir={tmp_path}/run", "logger=disabled", module="flashdiff.train", cwd=tmp_path)
     config = json.loads((out / "config.json").read_text())
