@@ -41,10 +41,11 @@ def workload(method: str, batch: int, steps: int, model_dir: str, device: torch.
     """A zero-argument callable running ``steps`` units of ``method`` on a batch of random 256² images."""
     from flashdiff.data.seeding import generators
     from flashdiff.diffusion import LatentDiffusion
+    from flashdiff.engine import sample
     from flashdiff.operators import GaussianBlur
     from flashdiff.severity import SeverityEncoder
-    from flashdiff.solvers import latent_dps, resample
-    from flashdiff.solvers.resample import hard_data_consistency
+    from flashdiff.solvers.latent_dps import latent_dps
+    from flashdiff.solvers.resample import hard_data_consistency, resample
     from flashdiff.types import COUNTERS
 
     model = LatentDiffusion.from_pretrained(model_dir, autoencoder_subfolder="vqvae").to(device)
@@ -60,13 +61,12 @@ def workload(method: str, batch: int, steps: int, model_dir: str, device: torch.
         encoder = SeverityEncoder.from_latent_diffusion(model).requires_grad_(False).eval().to(device)
         return lambda: [encoder(y) for _ in range(steps)]
     if method == "latent_dps":
-        return lambda: latent_dps(model, op, y, params, z, start, generators=gens, num_steps=1000, eta=1.0)
+        return lambda: sample(model, latent_dps(num_steps=1000, eta=1.0), z, start, gens, op=op, y=y, params=params)
     if method == "resample_step":  # max_iters=0: the last step's hard data consistency does nothing
-        return lambda: resample(model, op, y, params, z, start, generators=gens, num_steps=500, delta=1.0,
-                                max_iters=0)
+        return lambda: sample(model, resample(num_steps=500, delta=1.0, max_iters=0), z, start, gens, op=op, y=y,
+                              params=params)
     counts = {name: torch.zeros(batch, dtype=torch.int64, device=device) for name in COUNTERS}
-    rows = torch.arange(batch, device=device)
-    return lambda: hard_data_consistency(model, op, y, params, z, rows, counts, tau=0.0, max_iters=steps)
+    return lambda: hard_data_consistency(model, op, y, params, z, counts, tau=0.0, max_iters=steps)
 
 
 def child(method: str, batch: int, steps: int, model_dir: str, device_name: str, warmup: bool) -> dict:

@@ -81,3 +81,11 @@ def tiny_swinir_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     SwinIRRestorer(TINY_SWINIR).save_pretrained(path)
     return path
+
+
+def run(solver, model, op, y, params, z, nfe, gens, **engine):
+    """Sample b's last ``nfe[b]`` grid steps of ``solver`` from ``z[b]`` through the engine (after ``solver.check``)."""
+    from flashdiff.engine import sample
+
+    solver.check(model, op)
+    return sample(model, solver, z, nfe, gens, op=op, y=y, params=params, **engine)

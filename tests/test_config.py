@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 import flashdiff.paths  # noqa: F401  (registers the ${flashdiff_root:} resolver)
 from flashdiff.cli import trainer
 from flashdiff.diffusion import LatentDiffusion
+from flashdiff.types import DiffusionSolver, Restorer
 from tests.conftest import ROOT
 
 CONF = ROOT / "conf"
@@ -45,7 +46,7 @@ def test_every_group_has_options():
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_group_option_composes_and_instantiates(group, option, tmp_path, tiny_encoder_dir, tiny_swinir_dir):
-    trained = [f"solver.network.folder={tiny_swinir_dir}"] if option == "swinir" else []  # tiny: fast
+    trained = [f"solver.folder={tiny_swinir_dir}"] if option == "swinir" else []  # tiny: fast
     cfg = _compose("config", [f"{group}={option}", f"hydra.run.dir={tmp_path}", f"severity_encoder={tiny_encoder_dir}",
                               *trained])
     assert cfg.hydra.runtime.choices[group] == option
@@ -54,8 +55,10 @@ def test_group_option_composes_and_instantiates(group, option, tmp_path, tiny_en
     assert Path(cfg.paths.root) == ROOT
     if group == "operator":
         check_operator(cfg.operator)
-    elif group in ("adapter", "solver"):
-        assert callable(instantiate(cfg[group]))
+    elif group == "adapter":
+        assert callable(instantiate(cfg.adapter))
+    elif group == "solver":
+        assert isinstance(instantiate(cfg.solver), DiffusionSolver | Restorer)
     elif group == "dataset" and option.startswith("toy"):
         assert len(instantiate(cfg.dataset)) >= 64
     elif group == "dataset":

@@ -77,7 +77,7 @@ def test_experiment_picks_table2_values(experiment, solver, adapter, tmp_path):
     elif solver == "swinir":
         family = "blur" if "blur" in experiment and "nl" not in experiment else experiment.split("_")[1]
         data = "celebahq256" if experiment.startswith("ffhq") else "lsun_bedrooms256"
-        assert cfg.solver.network.folder.endswith(f"/swinir_{data}_{family}")
+        assert cfg.solver.folder.endswith(f"/swinir_{data}_{family}")
     else:  # no Table 2 entry (DPS on LSUN, PSLD on nonlinear blur, DPS+Flash, AE): the solver's own defaults
         assert not tuned.exists()
         defaults = OmegaConf.load(CONF / "solver" / f"{solver}.yaml")
@@ -85,7 +85,7 @@ def test_experiment_picks_table2_values(experiment, solver, adapter, tmp_path):
 
 
 def test_every_tuned_file_belongs_to_an_experiment_and_holds_only_tuned_keys():
-    allowed = {"solver.eta", "solver.gamma", "solver.omega", "adapter.c", "solver.network.folder"}
+    allowed = {"solver.eta", "solver.gamma", "solver.omega", "adapter.c", "solver.folder"}
     files = sorted((CONF / "tuned").glob("*/*.yaml"))
     assert len(files) == sum(table2(*c) is not None for c in CASES) + len(PAPER)  # + one SwinIR file each
     for f in files:
@@ -144,7 +144,7 @@ def test_severity_presets_follow_the_paper_recipe(data, task, tmp_path):
 @pytest.mark.parametrize("experiment", PAPER)
 def test_every_swinir_folder_an_experiment_reads_has_a_training_preset(experiment, tmp_path):
     folder = _compose("config", [f"+experiment={experiment}", "solver=swinir", "adapter=none",
-                                 f"hydra.run.dir={tmp_path}"]).solver.network.folder
+                                 f"hydra.run.dir={tmp_path}"]).solver.folder
     data = "celebahq" if "celebahq256" in folder else "lsun"
     task = folder.rsplit("_", 1)[-1]
     cfg = _compose("training", [f"+experiment=train_swinir_{data}_{task}", f"hydra.run.dir={tmp_path}"])

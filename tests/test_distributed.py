@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from flashdiff.distributed import fold_shards, process_device, rank_and_world, shard_file, share
+from flashdiff.errors import RecordError
 from flashdiff.records import SAMPLE_COLUMNS, append_samples, read_samples, run_lock
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
@@ -70,7 +71,7 @@ def test_one_writer_per_run_folder_and_rank(tmp_path):
     """Two runs given one folder would each append every row (seen: 64 rows for 32 images); the second is refused."""
     out = tmp_path / "run"
     with run_lock(out, rank=0):
-        with pytest.raises(RuntimeError, match=r"hydra\.run\.dir"), run_lock(out, rank=0):
+        with pytest.raises(RecordError, match=r"hydra\.run\.dir"), run_lock(out, rank=0):
             raise AssertionError("a second writer of rank 0 got the lock")
         with run_lock(out, rank=1):  # the other processes of the same run write their own shards
             assert sorted(p.name for p in out.iterdir()) == [".lock.rank0", ".lock.rank1"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +27,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device} but no CUDA device is visible; use device=cpu or device=auto")
+        from flashdiff.errors import ConfigError
+
+        raise ConfigError(f"device={device} but no CUDA device is visible; use device=cpu or device=auto")
     return torch.device(device)
 
 
@@ -46,29 +51,111 @@ def _start_logger(cfg: DictConfig, job_type: str):
                      tags=list(cfg.logger.tags), job_type=job_type, config=config, directory=hc.runtime.output_dir)
 
 
+def user_errors(entry: Callable[..., Any]) -> Callable[..., Any]:
+    """Print the project's own errors (``flashdiff.errors.UserError``, a config Hydra could not instantiate) as one
+    line on stderr and exit 2; ``HYDRA_FULL_ERROR=1`` re-raises them with the traceback. Other exceptions pass."""
+
+    @functools.wraps(entry)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        from hydra.errors import InstantiationException
+
+        from flashdiff.errors import UserError
+
+        try:
+            return entry(*args, **kwargs)
+        except (UserError, InstantiationException) as err:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"flashdiff: error: {_one_line(err)}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapped
+
+
+def _one_line(err: BaseException) -> str:
+    """An error's message; an instantiation error's underlying cause, prefixed with what was being built."""
+    from hydra.errors import InstantiationException
+
+    if isinstance(err, InstantiationException) and err.__cause__ is not None:
+        target = str(err).split("'")[1] if "'" in str(err) else "a config object"
+        return f"building {target}: {err.__cause__}"
+    return " ".join(str(err).split("\n"))
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+@user_errors
 def main(cfg: DictConfig) -> float | None:
     """Reconstruct the test set and write per-image records (see ``flashdiff.evaluate``); returns the summary's
     ``objective`` metric when the config names one (what a sweeper such as Optuna optimises)."""
-    from flashdiff.distributed import process_device, rank_and_world
-    from flashdiff.evaluate import evaluate
+    from flashdiff.distributed import rank_and_world
+    from flashdiff.errors import ConfigError
     from flashdiff.records import run_lock
     from flashdiff.select import objective
 
     if missing := sorted(OmegaConf.missing_keys(cfg)):  # e.g. the best eta of a greedy search's first stage
-        raise ValueError(f"set {', '.join(missing)} on the command line (see the sweep file's header)")
+        raise ConfigError(f"set {', '.join(missing)} on the command line (see the sweep file's header)")
+    solver = _checked_solver(cfg)  # ranges and compatibility, before any model loads
     dataset = preflight(cfg)  # built once: the folder scan of a large dataset is not repeated below
-    summary = _finished(cfg, len(dataset))
+    config = result_config(cfg)
+    summary = _finished(cfg, len(dataset), config)
     if summary is None:
         out = Path(HydraConfig.get().runtime.output_dir)
         with run_lock(out, rank_and_world()[0]):  # one writer per run folder and process rank, before the logger
+            claim_folder(out, config, overwrite=bool(cfg.get("overwrite", False)))
             run = _start_logger(cfg, "reconstruction")
             try:
-                summary = evaluate(cfg=cfg, device=process_device(resolve_device(cfg.device)), run=run,
-                                   dataset=dataset)
+                summary = _reconstruct(cfg, out, dataset, solver, config, run)
             finally:
                 run.finish()
     return objective(summary, cfg.objective) if cfg.get("objective") else None
+
+
+def _checked_solver(cfg: DictConfig) -> Any:
+    """The solver object (cheap; None for a restorer, which loads weights later) after every config check."""
+    from hydra.utils import instantiate
+
+    from flashdiff.validate import check_config
+
+    restorer = str(cfg.solver.get("_target_", "")).endswith(".from_pretrained")
+    solver = None if restorer else instantiate(cfg.solver)
+    choices = dict(HydraConfig.get().runtime.choices)
+    check_config(OmegaConf.to_container(cfg, resolve=True), solver, choices)
+    return solver
+
+
+def _reconstruct(cfg: DictConfig, out: Path, dataset: Any, solver: Any, config: dict, run: Any) -> dict:
+    """Build operator, model, adapter (and a restorer's network) on the device and run ``flashdiff.evaluate``."""
+    from hydra.utils import instantiate
+
+    from flashdiff.distributed import process_device
+    from flashdiff.evaluate import RunSettings, evaluate
+    from flashdiff.metrics import MetricSettings
+    from flashdiff.records import fingerprint
+
+    device = process_device(resolve_device(cfg.device))
+    op = instantiate(cfg.operator).to(device)
+    model = instantiate(cfg.model).to(device)
+    solver = solver if solver is not None else instantiate(cfg.solver).to(device).eval()
+    adapter = instantiate(cfg.adapter).to(device).eval()
+    if hasattr(solver, "check"):
+        solver.check(model, op)
+    engine = cfg.get("engine") or {}
+    settings = RunSettings(num_images=cfg.num_images, batch_size=int(cfg.batch_size),
+                           batching=str(cfg.get("batching", "continuous")),
+                           order=str(engine.get("order", "longest_first")), lookahead=engine.get("lookahead"),
+                           seed=int(cfg.seed), precision=config["precision"])
+    metrics = OmegaConf.to_container(cfg.metrics, resolve=True) if "metrics" in cfg else {}
+    choices = HydraConfig.get().runtime.choices
+    info = {"method": _method_name(cfg), **{k: choices.get(k) for k in ("solver", "adapter", "operator", "dataset")},
+            "config": OmegaConf.to_container(cfg, resolve=True), "fingerprint": fingerprint(config)}
+    return evaluate(out, dataset, op, model, solver, adapter, settings=settings,
+                    metric_settings=MetricSettings(**metrics), info=info, device=device, run=run)
+
+
+def _method_name(cfg: DictConfig) -> str:
+    """``adapter(solver)``, e.g. ``flash(latent_dps)``: the options picked for the two groups."""
+    choices = HydraConfig.get().runtime.choices
+    return f"{choices.get('adapter')}({choices.get('solver')})"
 
 
 def preflight(cfg: DictConfig) -> Any:
@@ -95,25 +182,79 @@ def preflight(cfg: DictConfig) -> Any:
         except ModelNotFoundError as err:
             problems.append(f"{key}={choice}: {err}")
     if problems:
-        raise FileNotFoundError("missing inputs:\n- " + "\n- ".join(problems))
+        from flashdiff.errors import InputError
+
+        raise InputError("missing inputs: " + "; ".join(problems))
     return dataset
 
 
-def _finished(cfg: DictConfig, size: int) -> dict | None:
+def result_config(cfg: DictConfig) -> dict[str, Any]:
+    """The part of the resolved config that decides an image's result (``RESULT_NEUTRAL`` keys dropped, precision
+    resolved for this machine): what a run folder's records are keyed to."""
+    from flashdiff.precision import resolve_precision
+    from flashdiff.records import RESULT_NEUTRAL
+
+    config = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in RESULT_NEUTRAL}
+    config["precision"] = resolve_precision(str(cfg.get("precision", "fp32")), resolve_device(cfg.device))
+    return config
+
+
+def _finished(cfg: DictConfig, size: int, config: dict[str, Any]) -> dict | None:
     """The summary of this run folder when it already holds every image of this config (a restarted sweep's
     finished point, ``size`` = test images available), before any model or logger starts; None otherwise."""
+    from flashdiff.records import fingerprint
     from flashdiff.select import finished_point
 
     expected = size if cfg.num_images is None else min(int(cfg.num_images), size)
     out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
-    summary = finished_point(out / "summary.json", expected, OmegaConf.to_container(cfg, resolve=True))
+    summary = finished_point(out / "summary.json", expected, fingerprint(config))
     if summary is not None:
         log.info("%s already holds all %d images of this config: skipped (delete its summary.json to redo it)",
                  out, expected)
     return summary
 
 
+def claim_folder(out: Path, config: dict[str, Any], overwrite: bool = False) -> None:
+    """Make sure ``out``'s records are this config's before anything is added: a folder written with another config
+    is refused, naming the keys that differ (``overwrite=true`` moves its records aside into ``out/replaced/``)."""
+    import time
+
+    from flashdiff.errors import RecordError
+    from flashdiff.evaluate import recorded_config, run_record
+    from flashdiff.records import RESULT_NEUTRAL, fingerprint, read_samples
+
+    has_rows = bool(read_samples(out / "samples.csv")) or any(out.glob("samples.rank*.csv"))
+    before = recorded_config(out)
+    if before is not None:
+        before = {k: v for k, v in before.items() if k not in RESULT_NEUTRAL}
+        differs = _differing_keys(before, config)
+    else:
+        differs = ["unknown (the folder has rows but no run.json)"] if has_rows else []
+    if differs and not overwrite:
+        raise RecordError(f"{out} holds results of another config (differing: {', '.join(differs[:8])}); resume it "
+                          "with the same config, give this run a new folder (hydra.run.dir=...), or pass "
+                          "overwrite=true to move its records aside")
+    if differs:
+        aside = out / "replaced" / time.strftime("%Y%m%d-%H%M%S")
+        aside.mkdir(parents=True)
+        for path in [out / n for n in ("samples.csv", "summary.json", "run.json", "grid.png")] + [
+                *out.glob("samples.rank*.csv"), *out.glob("engine.rank*.jsonl")]:
+            if path.exists():
+                shutil.move(str(path), str(aside / path.name))
+        log.warning("overwrite=true: the records of the former config were moved to %s", aside)
+    run_record(out, config, fingerprint(config))
+
+
+def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested configs."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [k for key in sorted(set(a) | set(b), key=str)
+                for k in _differing_keys(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+@user_errors
 def severity_study(cfg: DictConfig) -> None:
     """σ̂² of ``severity_encoder`` at a grid of severities × noise levels × noise seeds -> ``severity_study.csv``."""
     import json
@@ -136,6 +277,32 @@ def severity_study(cfg: DictConfig) -> None:
             "ordering_accuracy_by_noise": oa}
     write_atomic(out / "study.json", json.dumps(info, indent=2) + "\n")
     log.info("ordering accuracy by test noise level: %s -> %s", json.dumps(oa), out / "severity_study.csv")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+@user_errors
+def rank(cfg: DictConfig) -> None:
+    """Rank the test images by σ̂² of ``severity_encoder`` (and of their noise-only measurement x + n, paper Fig. 5)
+    -> ``ranking.csv``, ``ranking.json``, ``contact_sheet.png`` in the run folder (``flashdiff.rank``)."""
+    from hydra.utils import instantiate
+
+    from flashdiff.paths import ROOT
+    from flashdiff.rank import check_settings, load_encoder, rank_dataset
+    from flashdiff.records import provenance
+
+    settings = {"k": 8, "tile": 128} | (OmegaConf.to_container(cfg.rank, resolve=True) if "rank" in cfg else {})
+    if unknown := sorted(set(settings) - {"k", "tile"}):
+        from flashdiff.errors import ConfigError
+
+        raise ConfigError(f"rank.{unknown[0]}: unknown setting; +rank.k (images per band) and +rank.tile (pixels)")
+    check_settings(cfg.num_images, cfg.batch_size, settings["k"], settings["tile"])
+    encoder = load_encoder(cfg.severity_encoder)
+    device = resolve_device(cfg.device)
+    info = {**provenance(ROOT), "severity_encoder": str(cfg.severity_encoder), "dataset": _choice("dataset"),
+            "operator": _choice("operator"), "rank": settings, "config": OmegaConf.to_container(cfg, resolve=True)}
+    rank_dataset(Path(HydraConfig.get().runtime.output_dir), encoder, instantiate(cfg.operator).to(device),
+                 instantiate(cfg.dataset), num_images=cfg.num_images, batch_size=cfg.batch_size, seed=int(cfg.seed),
+                 device=device, k=settings["k"], tile=settings["tile"], info=info)
 
 
 def _choice(group: str) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from flashdiff.records import append_samples, read_samples
+from flashdiff.records import read_samples, write_samples
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +90,21 @@ def shard_file(out: str | Path, rank: int, world: int) -> Path:
 
 
 def fold_shards(out: str | Path) -> int:
-    """Move the rows of every ``samples.rank*.csv`` in ``out`` into ``samples.csv`` (rows already there win), then
-    delete the shards; returns the number of rows added. Safe to repeat after a crash at any point."""
+    """Move the rows of every ``samples.rank*.csv`` in ``out`` into ``samples.csv`` (rows already there win), which
+    is rewritten atomically, sorted by index and without damaged rows; then delete the shards. Returns the number of
+    rows added. Safe to repeat after a crash at any point."""
     out = Path(out)
     shards = sorted(out.glob(SHARD_PATTERN))
-    if not shards:
+    rows = read_samples(out / "samples.csv")
+    if not shards and not rows:
         return 0
-    have = {r["index"] for r in read_samples(out / "samples.csv")}
+    have = {r["index"] for r in rows}
     new: dict[str, dict[str, str]] = {}
     for shard in shards:
         for row in read_samples(shard):
             if row["index"] not in have:
                 new.setdefault(row["index"], row)
-    if new:
-        append_samples(out / "samples.csv", new.values())
+    write_samples(out / "samples.csv", rows + list(new.values()))
     for shard in shards:
         shard.unlink()
     return len(new)

@@ -1,144 +1,199 @@
-"""The reconstruction job: measure each test image, reconstruct it, and write per-image records that resume."""
+"""The reconstruction job behind ``python -m flashdiff``: reconstruct the test images with ``flashdiff.reconstruct``
+and write per-image records as each image finishes (samples.csv, images/, clean/, measurements/), then summary.json.
+No Hydra here: the CLI builds the objects and passes plain settings."""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Subset
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from flashdiff.data.seeding import generators as sample_generators
-from flashdiff.data.seeding import measurement_seed
 from flashdiff.distributed import barrier, is_main_process, merge_rows, rank_and_world, shard_file, share
+from flashdiff.engine import EngineStats
 from flashdiff.metrics import ImageMetrics, MetricSettings, psnr, run_metrics, ssim
-from flashdiff.records import append_samples, read_samples, write_summary
+from flashdiff.reconstruction import Result, reconstruct_batches
+from flashdiff.records import append_samples, read_samples, read_summary, write_atomic, write_summary
 from flashdiff.tracking import log_reconstruction
-from flashdiff.types import COUNTERS, Params, SolverOutput, Start
+from flashdiff.types import COUNTERS, Adapter, DiffusionSolver, LatentModel, Operator, Restorer
 
 log = logging.getLogger(__name__)
 
-SOLVER_NOISE_SALT = 0x51ED  # the solver's per-sample noise is seeded apart from the measurement's
+
+@dataclass
+class RunSettings:
+    """How a run goes through its images; none of these changes an image's result (except ``seed``, ``precision``)."""
+
+    num_images: int | None = None  # cap on the number of test images (None = all)
+    batch_size: int = 16  # engine slots
+    batching: str = "continuous"  # or "static"
+    order: str = "longest_first"  # admission order of continuous batching, or "fifo"
+    lookahead: int | None = None  # samples prepared ahead of admission (None: 4 × batch_size)
+    seed: int = 0  # mixed into every image's seed
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (resolved: no "auto" here)
 
 
-def _grid_image(path: Path, x: torch.Tensor, y: torch.Tensor, x_hat: torch.Tensor, n: int = 8) -> None:
-    """``grid.png``: rows clean | measurement | reconstruction for the first ``n`` images."""
-    save_image(torch.cat([x[:n], y[:n].clamp(0, 1), x_hat[:n]]), path, nrow=min(n, x.shape[0]), padding=1)
+def _grid_image(path: Path, results: list[Result], n: int = 8) -> None:
+    """``grid.png``: rows clean | measurement | reconstruction for the first ``n`` images of the run."""
+    rs = sorted(results, key=lambda r: r.index)[:n]
+    rows = [torch.stack([r.x for r in rs])] if rs[0].x is not None else []
+    rows += [torch.stack([r.y.clamp(0, 1) for r in rs]), torch.stack([r.x_hat for r in rs])]
+    save_image(torch.cat(rows), path, nrow=len(rs), padding=1)
 
 
-def _rows(batch: dict, params: Params, begin: Start, result: SolverOutput, p: torch.Tensor, s: torch.Tensor,
-          seconds: float) -> list[dict[str, Any]]:
-    """One ``samples.csv`` row per image of a batch; the solver's per-sample costs come after the metrics."""
-    sigma2 = [None] * len(p) if begin.sigma2_hat is None else begin.sigma2_hat.tolist()
-    t_start = [None] * len(p) if result.images is not None else begin.t_start  # pixel methods run no diffusion
-    return [{"index": int(batch["index"][b]), "image_id": batch["id"][b], "severity": float(params["severity"][b]),
-             "sigma2_hat": sigma2[b], "t_start": t_start[b], "nfe": int(result.nfe[b]), "psnr": float(p[b]),
-             "ssim": float(s[b]), "lpips": None, "seconds": seconds}
-            | {name: int(getattr(result, name)[b]) for name in COUNTERS} for b in range(len(p))]
+def _rows(results: list[Result], metrics: ImageMetrics) -> list[dict[str, Any]]:
+    """One ``samples.csv`` row per finished image, metrics computed over the chunk at once; a failed image (its
+    reconstruction not finite) gets ``nan`` metrics, recorded as such."""
+    x_hat = torch.nan_to_num(torch.stack([r.x_hat for r in results]), nan=0.0)
+    x = torch.stack([r.x for r in results])
+    scores = {"psnr": psnr(x_hat, x).tolist(), "ssim": ssim(x_hat, x).tolist()}
+    perceptual = metrics.rows(x_hat, x)
+    rows = []
+    for b, r in enumerate(results):
+        values = {k: v[b] for k, v in scores.items()} | perceptual[b]
+        if not r.finite:
+            values = {k: (None if v is None else math.nan) for k, v in values.items()}
+        rows.append({"index": r.index, "image_id": r.id, "severity": r.severity, "sigma2_hat": r.sigma2_hat,
+                     "t_start": r.t_start, "nfe": r.nfe, "seconds": r.seconds, **r.costs} | values)
+    return rows
+
+
+def _save_images(out: Path, results: list[Result]) -> None:
+    """``images/``, ``clean/`` and ``measurements/`` PNGs of each finished image (named by its index)."""
+    for r in results:
+        name = f"{r.index:05d}.png"
+        save_image(torch.nan_to_num(r.x_hat), out / "images" / name)
+        save_image(r.x, out / "clean" / name)
+        save_image(r.y.clamp(0, 1), out / "measurements" / name)
 
 
 @torch.no_grad()
-def evaluate(cfg: DictConfig, device: torch.device, run: Any = None, dataset: Any = None) -> dict[str, Any]:
-    """Reconstruct the first ``num_images`` test images; writes samples.csv, summary.json, images/, grid.png."""
-    out = Path(HydraConfig.get().runtime.output_dir)  # the CLI holds its lock (flashdiff.records.run_lock)
+def evaluate(out: Path, dataset: Any, operator: Operator, model: LatentModel, solver: DiffusionSolver | Restorer,
+             adapter: Adapter | None, *, settings: RunSettings, metric_settings: MetricSettings,
+             info: dict[str, Any], device: torch.device, run: Any = None) -> dict[str, Any]:
+    """Reconstruct the first ``num_images`` test images into ``out`` (resuming what it holds); returns the summary.
+
+    ``info``: what the summary reports about the run (method, choices, resolved config). The caller holds the
+    folder's lock (``flashdiff.records.run_lock``) and has checked that the folder's records are this config's.
+    """
     for folder in ("images", "clean", "measurements"):  # reconstructions | FID's reference | the report's gallery
         (out / folder).mkdir(parents=True, exist_ok=True)
-    dataset = instantiate(cfg.dataset) if dataset is None else dataset  # the CLI's preflight built it already
-    n = len(dataset) if cfg.num_images is None else min(int(cfg.num_images), len(dataset))
+    n = len(dataset) if settings.num_images is None else min(int(settings.num_images), len(dataset))
     merge_rows(out)  # rows an interrupted multi-process run left in its shards count as done
     done = {int(r["index"]) for r in read_samples(out / "samples.csv")}
     todo = [k for k in range(n) if k not in done]
     if done:
-        log.info("resuming in %s: %d of %d images already done", out, len(done), n)
-    op = instantiate(cfg.operator).to(device)
-    model = instantiate(cfg.model).to(device)
-    solver, adapter = instantiate(cfg.solver), instantiate(cfg.adapter)
-    for part in (*adapter.keywords.values(), *solver.keywords.values()):  # severity encoder, SwinIR network
-        if isinstance(part, torch.nn.Module):
-            part.to(device).eval()
-    num_steps = int(cfg.solver.num_steps)
-    metrics = ImageMetrics(metric_settings(cfg), device)  # LPIPS and the toy feature distance, per image
+        log.info("resuming in %s: %d of %d images already done", out, len(done & set(range(n))), n)
     rank, world = rank_and_world()  # several processes (accelerate launch): each takes every world-th image
     mine = share(todo, rank, world)
-    loader = DataLoader(Subset(dataset, mine), batch_size=int(cfg.batch_size), shuffle=False)
-    first_batch = rank == 0 and not (out / "grid.png").exists()
-    bar = tqdm(total=len(mine), desc=_method_name(cfg), unit="img", dynamic_ncols=True, disable=rank != 0)
-    for batch in loader:
-        x = batch["x"].to(device)  # (B, 3, H, W)
-        seeds = torch.tensor([measurement_seed(int(s), int(cfg.seed)) for s in batch["seed"]])
-        params = op.draw(seeds, tuple(x.shape))
-        y = op.measure(x, params, seeds)
-        started = time.perf_counter()
-        generators = sample_generators(seeds.tolist(), SOLVER_NOISE_SALT)
-        begin = adapter(model, y, num_steps, generators)
-        result = solver(model, op, y, params, begin.latents, begin.steps, generators=generators)
-        if begin.score_forwards is not None:  # the adapter's own UNet forwards (DDIM encoding) count too
-            result.score_forwards = result.score_forwards + begin.score_forwards.to(result.score_forwards)
-        x_hat = (model.decode(result.latents) if result.images is None else result.images).clamp(0, 1)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = (time.perf_counter() - started) / x.shape[0]
-        bar.update(x.shape[0])
-        bar.set_postfix(nfe=f"{result.nfe.float().mean():.0f}")
-        for b in range(x.shape[0]):
-            name = f"{int(batch['index'][b]):05d}.png"
-            save_image(x_hat[b], out / "images" / name)
-            save_image(x[b], out / "clean" / name)
-            save_image(y[b].clamp(0, 1), out / "measurements" / name)
-        rows = _rows(batch, params, begin, result, psnr(x_hat, x), ssim(x_hat, x), seconds)
-        append_samples(shard_file(out, rank, world), [r | m for r, m in zip(rows, metrics.rows(x_hat, x))])
-        if first_batch:
-            _grid_image(out / "grid.png", x.cpu(), y.cpu(), x_hat.cpu())
-            first_batch = False
-    bar.close()
+    metrics = ImageMetrics(metric_settings, device)  # LPIPS and the toy feature distance, per image
+    stats = EngineStats(int(settings.batch_size))
+    bar = tqdm(total=len(mine), desc=info["method"], unit="img", dynamic_ncols=True, disable=rank != 0)
+    first = [] if rank == 0 and not (out / "grid.png").exists() else None
+    items = (dataset[k] for k in mine)
+    try:
+        for results in reconstruct_batches(items, operator, model, solver, adapter, batch_size=settings.batch_size,
+                                           device=device, batching=settings.batching, order=settings.order,
+                                           lookahead=settings.lookahead, seed=settings.seed,
+                                           precision=settings.precision, stats=stats):
+            _save_images(out, results)
+            append_samples(shard_file(out, rank, world), _rows(results, metrics))
+            bar.update(len(results))
+            bar.set_postfix(busy=f"{stats.busy}/{stats.slots}", occupancy=f"{stats.occupancy:.2f}",
+                            nfe=f"{sum(r.nfe for r in results) / len(results):.0f}")
+            if first is not None and len(first) < 8:
+                first += results
+    finally:
+        bar.close()
+        _add_engine_stats(out, rank, stats, settings)
+    if first:
+        _grid_image(out / "grid.png", first)
     merge_rows(out)  # the main process folds every process's rows into samples.csv, then summarises alone
-    summary = summarise(cfg, out, run, device) if is_main_process() else None
+    summary = summarise(out, info, metric_settings, run, device) if is_main_process() else None
     barrier()
     return summary if summary is not None else json.loads((out / "summary.json").read_text())
 
 
-def _method_name(cfg: DictConfig) -> str:
-    """``adapter(solver)``, e.g. ``flash(latent_dps)``."""
-    name = lambda key: cfg[key]._target_.rsplit(".", 1)[-1]  # noqa: E731
-    return f"{name('adapter')}({name('solver')})"
+def _add_engine_stats(out: Path, rank: int, stats: EngineStats, settings: RunSettings) -> None:
+    """Append this session's engine counters to ``engine.rank<r>.jsonl`` (summed into summary.json)."""
+    line = {"slots": stats.slots, "batched_steps": stats.batched_steps, "busy_slot_steps": stats.busy_slot_steps,
+            "batching": settings.batching, "order": settings.order}
+    with open(out / f"engine.rank{rank}.jsonl", "a") as f:
+        f.write(json.dumps(line) + "\n")
 
 
-def metric_settings(cfg: DictConfig) -> MetricSettings:
-    """The ``metrics`` config section (defaults where a config has none)."""
-    return MetricSettings(**OmegaConf.to_container(cfg.metrics, resolve=True)) if "metrics" in cfg else MetricSettings()
+def engine_summary(out: Path) -> dict[str, Any]:
+    """``batched_steps`` (summed over processes and sessions) and ``occupancy`` = busy slot-steps / (slots × steps)."""
+    lines = [json.loads(line) for f in sorted(out.glob("engine.rank*.jsonl")) for line in f.read_text().splitlines()
+             if line.strip()]
+    steps = sum(x["batched_steps"] for x in lines)
+    capacity = sum(x["slots"] * x["batched_steps"] for x in lines)
+    return {"batched_steps": steps,
+            "occupancy": sum(x["busy_slot_steps"] for x in lines) / capacity if capacity else None}
 
 
-def summarise(cfg: DictConfig, out: Path, run: Any = None, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """``summary.json`` from ``samples.csv`` and the run's image folders (never from memory); sent to the logger."""
+def _finite(rows: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(rows whose PSNR and SSIM are finite numbers, the failed ones: a NaN/inf reconstruction or metric)."""
+    ok = lambda r: all(r[k] != "" and math.isfinite(float(r[k])) for k in ("psnr", "ssim"))  # noqa: E731
+    return [r for r in rows if ok(r)], [r for r in rows if not ok(r)]
+
+
+def summarise(out: Path, info: dict[str, Any], metric_settings: MetricSettings, run: Any = None,
+              device: torch.device | str = "cpu") -> dict[str, Any]:
+    """``summary.json`` from ``samples.csv`` and the run's image folders (never from memory); sent to the logger.
+
+    Means are over the images whose result is finite (``n_scored``); failed images (NaN/inf) are counted in
+    ``n_failed`` and listed in ``failed_ids``, never averaged in."""
     rows = read_samples(out / "samples.csv")
-    perceptual = run_metrics(metric_settings(cfg), rows, out / "images", out / "clean", device)
-    mean = lambda key: sum(float(r[key]) for r in rows) / len(rows) if rows else float("nan")  # noqa: E731
-    choices = HydraConfig.get().runtime.choices
+    good, failed = _finite(rows)
+    perceptual = run_metrics(metric_settings, good, out / "images", out / "clean", device)
+    mean = lambda key: sum(float(r[key]) for r in good) / len(good) if good else float("nan")  # noqa: E731
     summary = {
-        "method": _method_name(cfg), "solver": choices.get("solver"), "adapter": choices.get("adapter"),
-        "operator": choices.get("operator"), "dataset": choices.get("dataset"), "n_images": len(rows),
+        "method": info["method"], "solver": info.get("solver"), "adapter": info.get("adapter"),
+        "operator": info.get("operator"), "dataset": info.get("dataset"), "n_images": len(rows),
+        "n_scored": len(good), "n_failed": len(failed), "failed_ids": [r["image_id"] for r in failed],
         "psnr": mean("psnr"), "ssim": mean("ssim"), **perceptual, "nfe_mean": mean("nfe"),
         "seconds_per_image": mean("seconds"), **{f"{name}_mean": mean(name) for name in COUNTERS},
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        **engine_summary(out), "fingerprint": info.get("fingerprint"), "config": info.get("config"),
     }
     write_summary(out / "summary.json", summary)
     log.info("%s on %d images: PSNR %.2f dB, SSIM %.3f, mean NFE %.1f, %.3f s/image -> %s", summary["method"],
-             len(rows), summary["psnr"], summary["ssim"], summary["nfe_mean"], summary["seconds_per_image"], out)
+             len(good), summary["psnr"], summary["ssim"], summary["nfe_mean"], summary["seconds_per_image"], out)
     log.info("LPIPS %s, FID %s, fd_toy (toy features, not FID) %s",
              *(_fmt(summary[k]) for k in ("lpips", "fid", "fd_toy")))
+    if failed:
+        log.warning("%d of %d images failed (non-finite reconstruction or metric), left out of the means: %s",
+                    len(failed), len(rows), ", ".join(summary["failed_ids"][:10]))
     if run is not None:
-        log_reconstruction(run, summary, rows, out)
+        log_reconstruction(run, summary, good, out)
     return summary
 
 
 def _fmt(value: float | None) -> str:
     """A metric for the console: 4 significant digits, or 'unavailable' (the reason is in summary.json)."""
     return "unavailable" if value is None else f"{value:.4g}"
+
+
+def run_record(out: Path, config: dict[str, Any], fingerprint: str) -> None:
+    """Write ``run.json`` (the config fingerprint beside samples.csv) for a folder that has none."""
+    if not (out / "run.json").exists():
+        write_atomic(out / "run.json", json.dumps({"fingerprint": fingerprint, "config": config}, indent=2) + "\n")
+
+
+def recorded_config(out: Path) -> dict[str, Any] | None:
+    """The result-relevant config a run folder was written with (``run.json``, else its summary's), or None."""
+    path = out / "run.json"
+    if path.exists():
+        try:
+            return json.loads(path.read_text())["config"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            log.warning("%s is unreadable (%s): the folder's config is checked against summary.json", path, err)
+    summary = read_summary(out / "summary.json")
+    return None if summary is None else summary.get("config")
+

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
+import logging
 import math
 import os
 import platform
@@ -16,11 +19,19 @@ from typing import Any
 
 import torch
 
+from flashdiff.errors import RecordError
 from flashdiff.types import COUNTERS
+
+log = logging.getLogger(__name__)
 
 SAMPLE_COLUMNS = ("index", "image_id", "severity", "sigma2_hat", "t_start", "nfe", "psnr", "ssim", "lpips", "seconds",
                   *COUNTERS,  # the solver's per-sample costs after the metrics
                   "toy_feature_mse")  # toy perceptual proxy (flashdiff.metrics.run), added after the costs
+RESULT_NEUTRAL = ("num_images", "batch_size", "device", "logger", "batching", "engine", "metrics", "objective",
+                  "overwrite", "memory", "compile", "hydra")
+"""Config keys that change no image's result: a run resumes across them (its records are keyed to the rest)."""
+TEXT_COLUMNS = ("image_id",)
+"""Columns that hold text; every other column is a number, empty (not applicable) or ``nan``/``inf`` (failed)."""
 
 
 def provenance(root: str | Path) -> dict[str, Any]:
@@ -54,45 +65,129 @@ def run_lock(out: str | Path, rank: int = 0) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"another flashdiff run is writing into {out} (process rank {rank}); let it finish "
+            raise RecordError(f"another flashdiff run is writing into {out} (process rank {rank}); let it finish "
                                "(this command then resumes from its samples.csv) or give this run another folder "
                                "(hydra.run.dir=...)") from None
         yield
 
 
+def _number(value: str) -> bool:
+    """Whether a cell is empty or parses as a float (``nan`` and ``inf`` included)."""
+    if value == "":
+        return True
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _damage(row: list[str]) -> str | None:
+    """Why a samples.csv row cannot be used (wrong field count, an unparsable number), or None."""
+    if len(row) != len(SAMPLE_COLUMNS):
+        return f"{len(row)} fields, expected {len(SAMPLE_COLUMNS)}"
+    record = dict(zip(SAMPLE_COLUMNS, row))
+    if not record["index"].isdigit():
+        return f"index {record['index']!r} is not an integer"
+    bad = [k for k in SAMPLE_COLUMNS if k not in TEXT_COLUMNS and not _number(record[k])]
+    return f"unparsable {', '.join(bad)}" if bad else None
+
+
 def read_samples(path: str | Path) -> list[dict[str, str]]:
-    """Rows of a ``samples.csv`` (empty when the file does not exist yet)."""
+    """Rows of a ``samples.csv`` (empty when the file does not exist yet). A damaged row (a line cut by a crash,
+    wrong field count, an unparsable number) is dropped with a warning naming the line, so its image is redone."""
     path = Path(path)
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != SAMPLE_COLUMNS:
-            raise ValueError(f"{path} has columns {reader.fieldnames}, expected {list(SAMPLE_COLUMNS)}; "
-                             "write this run into a new directory (hydra.run.dir=...)")
-        return list(reader)
+        text = f.read()
+    lines = list(csv.reader(io.StringIO(text)))
+    if not lines:
+        return []
+    if not text.endswith("\n") and len(lines) > 1:  # the last row was cut by a crash (every row ends with a newline)
+        log.warning("%s line %d dropped (cut short): its image is recomputed", path, len(lines))
+        lines = lines[:-1]
+    if tuple(lines[0]) != SAMPLE_COLUMNS:
+        raise RecordError(f"{path} has columns {lines[0]}, expected {list(SAMPLE_COLUMNS)}; write this run into a "
+                          "new folder (hydra.run.dir=...)")
+    rows = []
+    for number, row in enumerate(lines[1:], start=2):
+        if why := _damage(row):
+            log.warning("%s line %d dropped (%s): its image is recomputed", path, number, why)
+            continue
+        rows.append(dict(zip(SAMPLE_COLUMNS, row)))
+    return rows
 
 
 def _cell(value: Any) -> str:
-    """CSV text of a value: empty for None/NaN, 6 significant digits for floats."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """CSV text of a value: empty for None, ``nan``/``inf`` for non-finite floats, 6 significant digits."""
+    if value is None:
         return ""
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return str(value) if not math.isfinite(value) else f"{value:.6g}"
+    return str(value)
+
+
+def _record(row: dict[str, Any]) -> list[str]:
+    """A row's cells in column order; unknown or missing keys are an error."""
+    if missing := set(SAMPLE_COLUMNS) - set(row):
+        raise KeyError(f"sample row lacks {sorted(missing)}")
+    return [_cell(row[k]) for k in SAMPLE_COLUMNS]
 
 
 def append_samples(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Add rows to ``samples.csv`` (rewritten atomically, sorted by index); unknown keys are an error."""
-    existing = read_samples(path)
-    new = [{k: _cell(row.get(k)) for k in SAMPLE_COLUMNS} for row in rows]
-    for row in new:
-        if missing := set(SAMPLE_COLUMNS) - set(row):
-            raise KeyError(f"sample row lacks {missing}")
-    merged = sorted(existing + new, key=lambda r: int(r["index"]))
-    lines = [",".join(SAMPLE_COLUMNS)] + [",".join(r[k] for k in SAMPLE_COLUMNS) for r in merged]
-    write_atomic(path, "\n".join(lines) + "\n")
+    """Append rows to ``samples.csv`` (header first if new), flushed to disk; quoted by the csv module, so ids with
+    commas, quotes or newlines round-trip. A crash mid-line leaves one damaged row, which ``read_samples`` drops."""
+    path = Path(path)
+    records = [_record(row) for row in rows]
+    new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with open(path, "rb") as f:  # a line cut by a crash: start the next row on a line of its own
+            f.seek(-1, os.SEEK_END)
+            cut = f.read(1) != b"\n"
+    with open(path, "a", newline="") as f:
+        if not new and cut:
+            f.write("\n")
+        writer = csv.writer(f, lineterminator="\n")
+        if new:
+            writer.writerow(SAMPLE_COLUMNS)
+        writer.writerows(records)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_samples(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Rewrite ``samples.csv`` atomically with ``rows`` sorted by index (damaged rows are gone from it)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(SAMPLE_COLUMNS)
+    writer.writerows(_record(r) for r in sorted(rows, key=lambda r: int(r["index"])))
+    write_atomic(path, buf.getvalue())
 
 
 def write_summary(path: str | Path, summary: dict[str, Any]) -> None:
-    """``summary.json``, atomically; NaN becomes null."""
-    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
+    """``summary.json``, atomically; non-finite floats become null."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     write_atomic(path, json.dumps(clean, indent=2, sort_keys=False) + "\n")
+
+
+def read_summary(path: str | Path) -> dict[str, Any] | None:
+    """A run's ``summary.json``; None when absent or unreadable (then with a warning naming it: it is recomputed)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        log.warning("%s is unreadable (%s): treated as absent, the run recomputes it", path, err)
+        return None
+    if not isinstance(summary, dict):
+        log.warning("%s is not a JSON object: treated as absent, the run recomputes it", path)
+        return None
+    return summary
+
+
+def fingerprint(config: dict[str, Any]) -> str:
+    """A short hash of the result-relevant config (``config`` with ``VOLATILE`` keys already removed)."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -19,13 +19,14 @@ from typing import Any
 
 import yaml
 
+from flashdiff.records import RESULT_NEUTRAL as VOLATILE  # keys that change no image's result
+from flashdiff.records import read_summary
+
 LOWER_IS_BETTER = {"lpips": True, "fid": True, "fd_toy": True, "toy_feature_mse": True, "nfe_mean": True,
                    "seconds_per_image": True, "psnr": False, "ssim": False,
                    # training sweeps (training.json of each point's model): validation statistics
                    "val_ordering_accuracy": False, "val_spearman": False, "val_loss": True, "val_psnr": False}
 FALLBACK = "psnr"
-# config keys that change neither the result of an image nor which images a point holds
-VOLATILE = ("num_images", "batch_size", "device", "logger")
 
 
 @dataclass
@@ -135,15 +136,12 @@ def preset_yaml(point: Point, keys: list[str], metric: str, note: str | None = N
     return "\n".join(head) + "\n" + yaml.safe_dump(body | values, sort_keys=False)
 
 
-def finished_point(summary_file: str | Path, expected: int, config: dict[str, Any]) -> dict[str, Any] | None:
-    """The summary of a run folder already finished with ``expected`` images and the same config (up to
-    ``VOLATILE`` keys), else None: a restarted sweep skips such a point without loading any model."""
-    path = Path(summary_file)
-    if not path.exists():
-        return None
-    summary = json.loads(path.read_text())
-    strip = lambda c: {k: v for k, v in (c or {}).items() if k not in VOLATILE}  # noqa: E731
-    if summary.get("n_images") != expected or strip(summary.get("config")) != strip(config):
+def finished_point(summary_file: str | Path, expected: int, fingerprint: str) -> dict[str, Any] | None:
+    """The summary of a run folder already finished with ``expected`` images of the config with ``fingerprint``
+    (``flashdiff.records.fingerprint``), else None: a restarted sweep skips such a point without loading any model.
+    An unreadable summary.json counts as absent (with a warning): the point is recomputed."""
+    summary = read_summary(summary_file)
+    if summary is None or summary.get("n_images") != expected or summary.get("fingerprint") != fingerprint:
         return None
     return summary
 

@@ -1,15 +1,45 @@
-"""Small shared types: the operator and latent-model interfaces and the solver output. No logic."""
+"""Small shared types and the contracts between the engine and its parts: operators, latent models, solvers,
+adapters and restorers (typed Protocols), the sample items and the outputs. No logic."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, TypedDict, runtime_checkable
 
 import torch
 from torch import Tensor
 
+if TYPE_CHECKING:
+    from flashdiff.diffusion.schedule import Schedule
+
 Params = dict[str, Tensor]
 """Per-sample degradation parameters; always holds ``"severity"`` of shape ``(B,)`` in [0, 1]."""
+
+Counts = dict[str, Tensor]
+"""Per-sample work tallies (A,) int64 keyed by ``COUNTERS``; whoever does the work adds at its rows."""
+
+COUNTERS = ("score_forwards", "backward_passes", "decoder_calls", "encoder_calls", "inner_iterations")
+"""What a reverse step costs, counted per sample besides NFE (METHOD.md §4)."""
+
+
+class Sample(TypedDict):
+    """One dataset item: a clean image and what seeds its randomness (every dataset yields these)."""
+
+    x: Tensor  # (3, H, W) in [0, 1]
+    index: int  # position in the dataset: the row key of samples.csv
+    id: str  # stable image id (relative path, crop name); its bytes seed the image's draws
+    seed: int  # flashdiff.data.seeding.image_seed(id)
+
+
+class Measured(TypedDict, total=False):
+    """A measurement to reconstruct when no clean image exists (items of ``flashdiff.reconstruct``'s data)."""
+
+    y: Tensor  # (3, H, W), required
+    index: int  # required
+    id: str  # required
+    seed: int  # required: seeds the solver's noise
+    params: Params  # the operator's parameters of this y, per sample (leading dim 1); drawn from seed if absent
 
 
 class Operator(Protocol):
@@ -27,13 +57,93 @@ class Operator(Protocol):
     def measure(self, x: Tensor, params: Params, seeds: Tensor | None = None) -> Tensor: ...
 
 
-COUNTERS = ("score_forwards", "backward_passes", "decoder_calls", "encoder_calls", "inner_iterations")
-"""What a reverse step costs, counted per sample besides NFE (METHOD.md §4): the ``SolverOutput`` count fields."""
+class LatentModel(Protocol):
+    """``E0``, ``D0`` on [0, 1] images, ``ε_θ(z_i, i)`` with per-sample steps and the training schedule."""
+
+    schedule: Schedule
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]: ...
+
+    def encode(self, x: Tensor) -> Tensor: ...
+
+    def decode(self, z: Tensor) -> Tensor: ...
+
+    def eps(self, z_i: Tensor, i: Tensor) -> Tensor: ...
+
+
+@dataclass
+class StepBatch:
+    """What one engine step hands a diffusion solver: the occupied slots, each at its own grid position."""
+
+    model: LatentModel
+    op: Operator | None
+    z: Tensor  # (A, C, h, w) z_i
+    i: Tensor  # (A,) int64 training step of z_i
+    i_prev: Tensor  # (A,) int64 next training step on the grid; -1 at the clean end
+    noise: Tensor  # (A, C, h, w) N(0, I), drawn from each sample's own generator
+    y: Tensor | None  # (A, 3, H, W) measurements
+    params: Params  # per-sample operator parameters (A, ...)
+    generators: Sequence[torch.Generator]  # the samples' own generators (for draws beyond ``noise``)
+    counts: Counts  # (A,) tallies to add to
+    state: dict[str, Tensor] = field(default_factory=dict)  # per-sample solver state (A, ...): zeros at admission
+
+
+@runtime_checkable
+class DiffusionSolver(Protocol):
+    """A reverse-diffusion solver, as the engine needs it: a descending grid and one batched step rule.
+
+    The engine owns the loop (``flashdiff.engine``): it gathers the occupied slots, draws their noise, calls
+    ``step`` and scatters the result back; a sample runs its last ``nfe`` grid steps. ``check`` refuses a model
+    or operator the solver cannot run (before any work), with a message naming the config key to change.
+    """
+
+    num_steps: int
+
+    def grid(self, schedule: Schedule) -> Tensor:
+        """Descending training steps the solver visits (num_steps,) int64."""
+        ...
+
+    def check(self, model: LatentModel, op: Operator | None) -> None: ...
+
+    def step(self, batch: StepBatch) -> Tensor:
+        """``z_{i_prev}`` (A, C, h, w) from ``batch.z`` at ``batch.i``; counts its own costs in ``batch.counts``."""
+        ...
+
+
+@runtime_checkable
+class Restorer(Protocol):
+    """A non-diffusion method (SwinIR): ``x̂ = f(y)`` in one pass; no adapter, no grid, NFE 0."""
+
+    def restore(self, y: Tensor) -> Tensor:
+        """(B, 3, H, W) measurements -> (B, 3, H, W) images in [0, 1] (unclipped)."""
+        ...
+
+
+@dataclass
+class Start:
+    """Where each sample's reverse process starts: an adapter's output."""
+
+    latents: Tensor  # (B, C, h, w), z_start
+    nfe: Tensor  # (B,) int64 reverse steps to run: the last nfe entries of the grid (0 = none: latents are the result)
+    t_start: list[int | None]  # training step of the first score evaluation (grid[N - nfe]); None where nfe = 0
+    sigma2_hat: Tensor | None = None  # (B,) predicted severity, where an encoder gave one
+    score_forwards: Tensor | None = None  # (B,) int64, eps_theta forwards the adapter spent (DDIM encoding)
+
+
+class Adapter(Protocol):
+    """A start-time policy (``conf/adapter``): where on the solver's grid, and from what latent, each sample starts.
+
+    Called at admission on a chunk of measurements; ``grid`` is the solver's descending grid (N,).
+    """
+
+    def __call__(self, model: LatentModel, y: Tensor, grid: Tensor,
+                 generators: Sequence[torch.Generator]) -> Start: ...
 
 
 @dataclass
 class SolverOutput:
-    """Latents a solver returns, the reverse steps each sample actually ran (NFE) and what they cost."""
+    """Latents a run of trajectories ends at, the reverse steps each sample ran (NFE) and what they cost."""
 
     latents: Tensor  # (B, C, h, w)
     nfe: Tensor  # (B,) int64, reverse diffusion steps run
@@ -42,16 +152,3 @@ class SolverOutput:
     decoder_calls: Tensor  # (B,) int64, rows through D0
     encoder_calls: Tensor  # (B,) int64, rows through E0 (GML-DPS, PSLD)
     inner_iterations: Tensor  # (B,) int64, ReSample's hard-data-consistency optimiser steps (0 for others)
-    images: Tensor | None = None  # (B, 3, H, W) in [0, 1]: a pixel-space method's result (SwinIR), used instead of
-    # decoding the latents
-
-
-@dataclass
-class Start:
-    """Where each sample's reverse process starts: an adapter's output."""
-
-    latents: Tensor  # (B, C, h, w), z_start
-    steps: Tensor  # (B,) int64, reverse steps to run on the solver's grid (0 = none: latents are the result)
-    t_start: list[int | None]  # training step (0..T-1) of z_start's noise level; None where no diffusion runs
-    sigma2_hat: Tensor | None = None  # (B,) predicted severity, where an encoder gave one
-    score_forwards: Tensor | None = None  # (B,) int64, eps_theta forwards the adapter spent (DDIM encoding)

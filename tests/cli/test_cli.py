@@ -46,7 +46,7 @@ def test_reconstruction_run_writes_the_record_contract_and_resumes(tmp_path, tin
     assert columns[15:] == ["toy_feature_mse"]
     assert {r["score_forwards"] for r in rows} == {"4"} and {r["backward_passes"] for r in rows} == {"0"}
     assert [r["index"] for r in rows] == ["0", "1", "2", "3"]
-    assert {r["nfe"] for r in rows} == {"4"} and {r["t_start"] for r in rows} == {"999"}  # pure noise: the top
+    assert {r["nfe"] for r in rows} == {"4"} and {r["t_start"] for r in rows} == {"751"}  # pure noise: the top (DDIM-4)
     assert all(0 <= float(r["severity"]) <= 1 and float(r["psnr"]) > 0 and r["lpips"] == "" for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     for key in ("method", "solver", "adapter", "operator", "dataset", "n_images", "psnr", "ssim", "lpips", "fid",
@@ -76,9 +76,9 @@ def test_flash_latent_dps_smoke_run(tmp_path, tiny_ldm_dir, tiny_encoder_dir):
     rows = _rows(out / "samples.csv")
     assert len(rows) == 4 and all(float(r["sigma2_hat"]) >= 0 for r in rows)
     grid = [901 - 100 * k for k in range(10)]  # the DDIM-10 grid, descending
-    for r in rows:  # a start matched at grid[k] runs the 9 - k steps below it
+    for r in rows:  # a start matched at grid[k] runs the 10 - k steps from grid[k] to the clean end
         nfe = int(r["nfe"])
-        assert 0 <= nfe <= 9 and (r["t_start"] == "" if nfe == 0 else int(r["t_start"]) == grid[9 - nfe])
+        assert 1 <= nfe <= 10 and int(r["t_start"]) == grid[10 - nfe]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "flash(latent_dps)" and summary["solver"] == "latent_dps"
 

@@ -15,7 +15,7 @@ def test_train_then_evaluate_swinir(tmp_path, tiny_ldm_dir):
             module="flashdiff.train", cwd=tmp_path)
     assert json.loads((model / "training.json").read_text())["steps"] == 2
     out = tmp_path / "run"
-    run_cli("solver=swinir", "adapter=none", "num_images=2", f"solver.network.folder={model}",
+    run_cli("solver=swinir", "adapter=none", "num_images=2", f"solver.folder={model}",
             f"model.path={tiny_ldm_dir}", f"hydra.run.dir={out}", "logger=disabled", cwd=tmp_path)
     rows = _rows(out / "samples.csv")
     assert len(rows) == 2 and {r["nfe"] for r in rows} == {"0"} and {r["t_start"] for r in rows} == {""}

@@ -56,9 +56,11 @@ def test_real_size_flash_latent_dps_and_resample_run_two_steps_on_cpu():
     """One 256² image, random weights of the real architectures: Flash start, 2 reverse steps, decode (minutes)."""
     from flashdiff.data.seeding import generators
     from flashdiff.diffusion.steps import sampling_grid
+    from flashdiff.engine import sample
     from flashdiff.operators import GaussianBlur
-    from flashdiff.severity import SeverityEncoder, flash
-    from flashdiff.solvers import latent_dps, resample
+    from flashdiff.severity import Flash, SeverityEncoder
+    from flashdiff.solvers.latent_dps import latent_dps
+    from flashdiff.solvers.resample import resample
 
     model = random_latent_diffusion()
     assert model.latent_shape == (3, 64, 64)
@@ -72,14 +74,15 @@ def test_real_size_flash_latent_dps_and_resample_run_two_steps_on_cpu():
     with torch.no_grad():
         for solver, kwargs in runs:
             n = kwargs["num_steps"]
-            # a σ head predicting the noise level two grid steps above clean: σ̂² = b² with W = 0
-            level = 1.0 / float(model.schedule.snr()[sampling_grid(1000, n)[n - 3]])
+            # a σ head predicting the noise level of the grid's second-cleanest step: σ̂² = b² with W = 0
+            grid = sampling_grid(1000, n)
+            level = 1.0 / float(model.schedule.snr()[grid[n - 2]])
             encoder.head.weight.zero_()
             encoder.head.bias.fill_(level**0.5 / encoder.head.lr_mult)
-            begin = flash(model, y, n, generators(seeds.tolist()), encoder=encoder, c=1.0)
-            assert begin.steps.tolist() == [2] and begin.latents.shape == (1, 3, 64, 64)
-            out = solver(model, op, y, params, begin.latents, begin.steps, generators=generators(seeds.tolist(), 1),
-                         **kwargs)
+            begin = Flash(encoder, c=1.0)(model, y, grid, generators(seeds.tolist()))
+            assert begin.nfe.tolist() == [2] and begin.latents.shape == (1, 3, 64, 64)
+            out = sample(model, solver(**kwargs), begin.latents, begin.nfe, generators(seeds.tolist(), 1), op=op, y=y,
+                         params=params)
             assert out.nfe.tolist() == [2] and out.score_forwards.tolist() == [2]
             x_hat = model.decode(out.latents)
             assert x_hat.shape == (1, 3, 256, 256) and torch.isfinite(x_hat).all()

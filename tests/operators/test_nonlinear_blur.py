@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 
 from flashdiff.data.seeding import generators
 from flashdiff.operators import KernelWizard, NonlinearBlur
-from flashdiff.solvers import psld
-from tests.conftest import ROOT, AnalyticLDM
+from flashdiff.solvers.psld import psld
+from tests.conftest import ROOT, AnalyticLDM, run
 
 TINY = {"nf": 4, "front_blocks": 1, "back_blocks": 2, "kernel_dim": 8, "extractor_blocks": 1}
 # The released GOPRO_wVAE state dict (bkse options/generate_blur/default.yml: nf 64, 10 front and 20 back residual
@@ -174,9 +174,9 @@ def test_no_transpose_and_psld_refuses_it_by_name(tiny_weights):
     with pytest.raises(NotImplementedError, match="NonlinearBlur"):
         op.A_adjoint(x, params)
     z = torch.randn(1, 3, 128, 128)
-    with pytest.raises(ValueError, match="PSLD.*NonlinearBlur"):
-        psld(AnalyticLDM(shape=(3, 128, 128)), op, op.measure(x, params), params, z, torch.tensor([3]),
-             generators=generators([1]))
+    with pytest.raises(ValueError, match="psld.*NonlinearBlur"):
+        run(psld(), AnalyticLDM(shape=(3, 128, 128)), op, op.measure(x, params), params, z, torch.tensor([3]),
+            generators([1]))
 
 
 def test_config_instantiates_with_weights(tiny_weights):

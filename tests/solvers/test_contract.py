@@ -1,13 +1,18 @@
-"""What every guided solver promises: shapes, per-sample NFE and costs with mixed starts, start 0 = no change,
-results (and costs) independent of batch composition; only active samples reach the networks."""
+"""What every guided solver promises through the engine: shapes, per-sample NFE and costs with mixed starts, start 0
+= no change, results (and costs) independent of batch composition and slot count; only active samples reach the
+networks. And that a solver with its own loop shape plugs into the same contract (an annealed sampler below)."""
 
 import pytest
 import torch
 
 from flashdiff.data.seeding import generators
 from flashdiff.operators import GaussianBlur
-from flashdiff.solvers import gml_dps, latent_dps, psld, resample
+from flashdiff.solvers.gml_dps import gml_dps
+from flashdiff.solvers.latent_dps import latent_dps
+from flashdiff.solvers.psld import psld
+from flashdiff.solvers.resample import resample
 from flashdiff.types import COUNTERS
+from tests.conftest import run
 from tests.solvers.common import CountingLDM, problem, rows_of
 
 DDIM = {"num_steps": 20, "delta": 1.0}
@@ -21,7 +26,7 @@ SOLVERS = {
 
 def _run(name, model, op, y, params, z, start, seeds):
     solver, kwargs = SOLVERS[name]
-    return solver(model, op, y, params, z, start, generators=generators(seeds), **kwargs)
+    return run(solver(**kwargs), model, op, y, params, z, start, generators(seeds))
 
 
 @pytest.mark.parametrize("name", SOLVERS)
@@ -68,3 +73,69 @@ def test_result_and_costs_do_not_depend_on_batch_composition(name):
         torch.testing.assert_close(alone.latents[0], together.latents[b], rtol=1e-4, atol=1e-5)
         for key in ("nfe", *COUNTERS):
             assert int(getattr(alone, key)[0]) == int(getattr(together, key)[b]), key
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_results_do_not_depend_on_slots_or_batching(name):
+    model, op = CountingLDM(), GaussianBlur(kernel_size=5)
+    _, params, y = problem(op, 4)
+    z, start, seeds = torch.randn(4, 3, 8, 8), torch.tensor([20, 3, 13, 0]), [1, 2, 3, 4]
+    ref = _run(name, model, op, y, params, z, start, seeds)
+    solver, kwargs = SOLVERS[name]
+    for slots, batching in ((1, "continuous"), (2, "continuous"), (3, "static")):
+        out = run(solver(**kwargs), model, op, y, params, z, start, generators(seeds), batch_size=slots,
+                  batching=batching)
+        torch.testing.assert_close(out.latents, ref.latents, rtol=1e-4, atol=1e-5)
+        for key in ("nfe", *COUNTERS):
+            assert getattr(out, key).tolist() == getattr(ref, key).tolist(), key
+
+
+class AnnealedLangevin:
+    """A toy solver with its own loop shape (not a DDPM/DDIM step): at each grid level, ``inner`` Langevin steps
+    ``z += ε_s ∇log p + sqrt(2 ε_s) n`` with the score ``-ε_θ / b_i``, then a deterministic move to the next level.
+    It keeps a per-sample running count of its inner steps in the engine's solver state."""
+
+    def __init__(self, num_steps: int = 10, inner: int = 3, step: float = 0.05) -> None:
+        self.num_steps, self.inner, self.step_size = num_steps, inner, step
+
+    def grid(self, schedule):
+        from flashdiff.diffusion.steps import sampling_grid
+
+        return sampling_grid(schedule.num_steps, self.num_steps)
+
+    def check(self, model, op):
+        pass
+
+    def step(self, batch):
+        from flashdiff.diffusion.steps import ddim_step
+
+        schedule, z = batch.model.schedule, batch.z
+        b = schedule.b(batch.i).view(-1, 1, 1, 1)
+        for _ in range(self.inner):
+            eps = batch.model.eps(z, batch.i)
+            batch.counts["score_forwards"] += 1
+            noise = torch.stack([torch.randn(z.shape[1:], generator=g) for g in batch.generators])
+            z = z - self.step_size * eps / b + (2 * self.step_size) ** 0.5 * b * noise * 0.1
+        batch.state["inner"] = batch.state.get("inner", torch.zeros(z.shape[0])) + self.inner
+        batch.counts["inner_iterations"] += self.inner
+        batch.counts["score_forwards"] += 1
+        return ddim_step(schedule, z, batch.model.eps(z, batch.i), batch.i, batch.i_prev)
+
+
+def test_a_solver_with_inner_steps_and_state_plugs_into_the_engine():
+    from flashdiff.engine import Chunk, Engine
+    from flashdiff.types import DiffusionSolver
+
+    solver = AnnealedLangevin()
+    assert isinstance(solver, DiffusionSolver)
+    model = CountingLDM()
+    z, nfe, seeds = torch.randn(3, 3, 8, 8), torch.tensor([10, 4, 7]), [5, 6, 7]
+    ref = run(solver, model, None, None, {}, z, nfe, generators(seeds))
+    assert ref.nfe.tolist() == [10, 4, 7] and ref.inner_iterations.tolist() == [30, 12, 21]
+    assert ref.score_forwards.tolist() == [40, 16, 28]  # inner forwards + the move, per grid level
+    one_slot = run(AnnealedLangevin(), model, None, None, {}, z, nfe, generators(seeds), batch_size=1)
+    torch.testing.assert_close(one_slot.latents, ref.latents)
+    engine = Engine(model, None, AnnealedLangevin(), batch_size=2)
+    list(engine.run([Chunk(z, nfe, None, {}, generators(seeds), [0, 1, 2])]))
+    # longest first: 10 and 7 share the slots; 4 takes 7's slot with its state zeroed at admission
+    assert sorted(engine.state["inner"].tolist()) == [12.0, 30.0] and engine.stats.busy_slot_steps == 21

@@ -9,10 +9,11 @@ from flashdiff.data import ToyImages
 from flashdiff.data.seeding import generators
 from flashdiff.diffusion import PixelDiffusion, pixel_scheduler
 from flashdiff.operators import GaussianBlur
-from flashdiff.solvers import dps, latent_dps
+from flashdiff.solvers.dps import dps
+from flashdiff.solvers.latent_dps import latent_dps
 from flashdiff.train.commands import train_latent_ddpm
 from flashdiff.train.loop import LoopSettings, TrainingJob
-from tests.conftest import TINY_UNET, AnalyticLDM
+from tests.conftest import TINY_UNET, AnalyticLDM, run
 
 
 def tiny_pixel_model(size: int = 16) -> PixelDiffusion:
@@ -41,21 +42,21 @@ def test_dps_is_latent_dps_on_pixels_with_per_sample_nfe_and_costs():
     y = op.measure(x, params, seeds)
     z = torch.randn(3, 3, 16, 16)
     start = torch.tensor([0, 2, 5])
-    out = dps(model, op, y, params, z, start, generators=generators([1, 2, 3]), eta=0.5)
-    ref = latent_dps(model, op, y, params, z, start, generators=generators([1, 2, 3]), eta=0.5)
+    out = run(dps(eta=0.5), model, op, y, params, z, start, generators([1, 2, 3]))
+    ref = run(latent_dps(eta=0.5), model, op, y, params, z, start, generators([1, 2, 3]))
     torch.testing.assert_close(out.latents, ref.latents)
     assert out.nfe.tolist() == [0, 2, 5] and out.score_forwards.tolist() == [0, 2, 5]
     assert out.backward_passes.tolist() == [0, 2, 5] and torch.equal(out.latents[0], z[0])
-    alone = dps(model, op, y[2:], {k: v[2:] for k, v in params.items()}, z[2:], start[2:], generators=generators([3]),
-                eta=0.5)
+    alone = run(dps(eta=0.5),
+                model, op, y[2:], {k: v[2:] for k, v in params.items()}, z[2:], start[2:], generators([3]))
     torch.testing.assert_close(alone.latents[0], out.latents[2])  # batch invariance
 
 
 def test_dps_refuses_a_latent_model():
     op = GaussianBlur(kernel_size=5)
     with pytest.raises(ValueError, match="model=toy_pixel_ddpm"):
-        dps(AnalyticLDM(), op, torch.rand(1, 3, 8, 8), {}, torch.randn(1, 3, 8, 8), torch.tensor([1]),
-            generators=generators([0]))
+        run(dps(),
+            AnalyticLDM(), op, torch.rand(1, 3, 8, 8), {}, torch.randn(1, 3, 8, 8), torch.tensor([1]), generators([0]))
 
 
 def test_pixel_ddpm_trains_saves_and_loads(tmp_path):

@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from flashdiff.data.seeding import generators
-from flashdiff.diffusion.guidance import latent_guidance
+from flashdiff.diffusion.guidance import ResidualGuidance
 from flashdiff.operators import GaussianBlur
-from flashdiff.solvers import gml_dps, latent_dps
-from flashdiff.types import COUNTERS
+from flashdiff.solvers.gml_dps import gml_dps
+from flashdiff.solvers.latent_dps import latent_dps
+from flashdiff.types import COUNTERS, StepBatch
+from tests.conftest import run
 from tests.solvers.common import CountingLDM, problem, rows_of
 
 
@@ -25,8 +27,8 @@ def test_exact_autoencoder_makes_gml_dps_latent_dps():
     z, start = torch.randn(3, 3, 8, 8), torch.tensor([20, 4, 0])
     gens = lambda: generators(range(3))  # noqa: E731
     kw = {"num_steps": 20, "delta": 1.0, "eta": 0.4}
-    gml = gml_dps(model, op, y, params, z, start, generators=gens(), gamma=5.0, **kw)
-    torch.testing.assert_close(gml.latents, latent_dps(model, op, y, params, z, start, generators=gens(), **kw).latents)
+    gml = run(gml_dps(gamma=5.0, **kw), model, op, y, params, z, start, gens())
+    torch.testing.assert_close(gml.latents, run(latent_dps(**kw), model, op, y, params, z, start, gens()).latents)
     assert gml.encoder_calls.tolist() == [20, 4, 0]
 
 
@@ -35,14 +37,16 @@ def test_goodness_term_has_its_closed_form_and_pulls_to_the_fixed_point():
     _, params, y = problem(op, 2)
     z0 = torch.randn(2, 3, 8, 8)
     counts = {k: torch.zeros(2, dtype=torch.int64) for k in COUNTERS}
-    loss = latent_guidance(model, op, y, params, 0.7, 0.3)(z0, torch.arange(2), counts)
+    batch = StepBatch(model=model, op=op, z=z0, i=torch.zeros(2, dtype=torch.int64), i_prev=torch.zeros(2),
+                      noise=z0, y=y, params=params, generators=[], counts=counts)
+    loss = ResidualGuidance(0.7, 0.3)(batch, z0)
     want = 0.7 * (2 * (y - op.A(model.decode(z0), params))).flatten(1).norm(dim=1) + 0.15 * z0.flatten(1).norm(dim=1)
     torch.testing.assert_close(loss, want)
     z, start = torch.randn(2, 3, 8, 8), torch.full((2,), 20)
     gens = lambda: generators(range(2))  # noqa: E731
     kw = {"num_steps": 20, "delta": 1.0, "eta": 0.0}
-    pulled = gml_dps(model, op, y, params, z, start, generators=gens(), gamma=3.0, **kw).latents
-    prior = gml_dps(model, op, y, params, z, start, generators=gens(), gamma=0.0, **kw).latents
+    pulled = run(gml_dps(gamma=3.0, **kw), model, op, y, params, z, start, gens()).latents
+    prior = run(gml_dps(gamma=0.0, **kw), model, op, y, params, z, start, gens()).latents
     assert (pulled.flatten(1).norm(dim=1) < 0.8 * prior.flatten(1).norm(dim=1)).all()
 
 
@@ -60,10 +64,10 @@ def test_runs_through_real_networks_per_sample(tiny_ldm):
     y = op.measure(x, params, torch.tensor([1, 2]))
     z, start = torch.randn(2, 4, 16, 16), torch.tensor([3, 2])
     kw = {"num_steps": 10, "delta": 1.0, "eta": 0.5, "gamma": 0.5}
-    out = gml_dps(tiny_ldm, op, y, params, z, start, generators=generators([5, 6]), **kw)
+    out = run(gml_dps(**kw), tiny_ldm, op, y, params, z, start, generators([5, 6]))
     assert out.encoder_calls.tolist() == out.decoder_calls.tolist() == out.backward_passes.tolist() == [3, 2]
     assert torch.isfinite(out.latents).all()
-    without = gml_dps(tiny_ldm, op, y, params, z, start, generators=generators([5, 6]), **{**kw, "gamma": 0.0})
+    without = run(gml_dps(**{**kw, "gamma": 0.0}), tiny_ldm, op, y, params, z, start, generators([5, 6]))
     assert not torch.allclose(out.latents, without.latents)  # the E0 term moves the result
-    alone = gml_dps(tiny_ldm, op, y[1:], rows_of(params, 1), z[1:], start[1:], generators=generators([6]), **kw)
+    alone = run(gml_dps(**kw), tiny_ldm, op, y[1:], rows_of(params, 1), z[1:], start[1:], generators([6]))
     torch.testing.assert_close(alone.latents[0], out.latents[1], rtol=1e-4, atol=1e-5)

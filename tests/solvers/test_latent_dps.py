@@ -4,8 +4,9 @@ import torch
 
 from flashdiff.data.seeding import generators
 from flashdiff.operators import GaussianBlur, Inpainting
-from flashdiff.solvers import ddim, latent_dps
-from tests.conftest import AnalyticLDM
+from flashdiff.solvers.ddim import ddim
+from flashdiff.solvers.latent_dps import latent_dps
+from tests.conftest import AnalyticLDM, run
 
 
 def _problem(op, b=4):
@@ -20,9 +21,8 @@ def test_guidance_fits_the_measurement_better_than_the_prior():
     x, params, y = _problem(op)
     z = torch.stack([torch.randn(3, 8, 8, generator=g) for g in generators(range(4), 5)])
     start = torch.full((4,), 50)
-    prior = ddim(model, op, y, params, z, start, generators=generators(range(4)), num_steps=50, delta=1.0)
-    guided = latent_dps(model, op, y, params, z, start, generators=generators(range(4)), num_steps=50,
-                        eta=2.0, delta=1.0)
+    prior = run(ddim(num_steps=50, delta=1.0), model, op, y, params, z, start, generators(range(4)))
+    guided = run(latent_dps(num_steps=50, eta=2.0, delta=1.0), model, op, y, params, z, start, generators(range(4)))
     fit = lambda lat: (op.A(model.decode(lat), params) - y).flatten(1).norm(dim=1)  # noqa: E731
     assert (fit(guided.latents) < 0.5 * fit(prior.latents)).all()
     err = lambda lat: (model.decode(lat) - x).flatten(1).norm(dim=1)  # noqa: E731
@@ -33,7 +33,7 @@ def test_mixed_starts_count_per_sample_and_only_active_rows_run():
     model, op = AnalyticLDM(), GaussianBlur(kernel_size=5)
     _, params, y = _problem(op, 3)
     start = torch.tensor([0, 5, 12])
-    out = latent_dps(model, op, y, params, torch.zeros(3, 3, 8, 8), start, generators=generators(range(3)), eta=0.3)
+    out = run(latent_dps(eta=0.3), model, op, y, params, torch.zeros(3, 3, 8, 8), start, generators(range(3)))
     assert out.nfe.tolist() == [0, 5, 12] and model.eps_rows == 17
     torch.testing.assert_close(out.latents[0], torch.zeros(3, 8, 8))
 
@@ -43,9 +43,9 @@ def test_guided_result_does_not_depend_on_batch_composition():
     _, params, y = _problem(op, 3)
     z, start = torch.randn(3, 3, 8, 8), torch.tensor([20, 7, 13])
     kw = {"num_steps": 20, "delta": 1.0, "eta": 0.4}
-    together = latent_dps(model, op, y, params, z, start, generators=generators([1, 2, 3]), **kw).latents
+    together = run(latent_dps(**kw), model, op, y, params, z, start, generators([1, 2, 3])).latents
     for b in range(3):
         one = {k: v[b:b + 1] for k, v in params.items()}
-        alone = latent_dps(model, op, y[b:b + 1], one, z[b:b + 1], start[b:b + 1],
-                           generators=generators([b + 1]), **kw).latents
+        alone = run(latent_dps(**kw),
+                    model, op, y[b:b + 1], one, z[b:b + 1], start[b:b + 1], generators([b + 1])).latents
         torch.testing.assert_close(alone[0], together[b], rtol=1e-4, atol=1e-5)

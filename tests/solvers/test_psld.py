@@ -4,10 +4,13 @@ import pytest
 import torch
 
 from flashdiff.data.seeding import generators
-from flashdiff.diffusion.guidance import latent_guidance
+from flashdiff.diffusion.guidance import ResidualGuidance
 from flashdiff.operators import GaussianBlur, Inpainting
-from flashdiff.solvers import ddim, latent_dps, psld
-from flashdiff.types import COUNTERS
+from flashdiff.solvers.ddim import ddim
+from flashdiff.solvers.latent_dps import latent_dps
+from flashdiff.solvers.psld import psld
+from flashdiff.types import COUNTERS, StepBatch
+from tests.conftest import run
 from tests.solvers.common import CountingLDM, problem, rows_of
 
 OPERATORS = {"blur": lambda: GaussianBlur(kernel_size=5), "inpaint": lambda: Inpainting(severity_range=[0.5, 0.5])}
@@ -37,9 +40,11 @@ def test_gluing_term_uses_the_transpose(name):
     op, model = OPERATORS[name](), CountingLDM()
     _, params, y = problem(op, 2)
     z0 = torch.randn(2, 3, 8, 8)
-    rows, counts = torch.arange(2), {k: torch.zeros(2, dtype=torch.int64) for k in COUNTERS}
+    counts = {k: torch.zeros(2, dtype=torch.int64) for k in COUNTERS}
     eta, gamma = 0.7, 0.3
-    loss = latent_guidance(model, op, y, params, eta, gamma, aty=op.A_adjoint(y, params))(z0, rows, counts)
+    batch = StepBatch(model=model, op=op, z=z0, i=torch.zeros(2, dtype=torch.int64), i_prev=torch.zeros(2),
+                      noise=z0, y=y, params=params, generators=[], counts=counts)
+    loss = ResidualGuidance(eta, gamma, gluing=True)(batch, z0)
     for b in range(2):
         matrix = dense(op, rows_of(params, b)).float()
         r = y[b].flatten() - matrix @ model.decode(z0[b]).flatten()
@@ -54,10 +59,10 @@ def test_gluing_alone_pulls_toward_the_measurement():
     z, start = torch.randn(4, 3, 8, 8), torch.full((4,), 30)
     gens = lambda: generators(range(4))  # noqa: E731
     kw = {"num_steps": 30, "delta": 1.0}
-    prior = ddim(model, op, y, params, z, start, generators=gens(), **kw)
-    glued = psld(model, op, y, params, z, start, generators=gens(), eta=0.0, gamma=2.0, **kw)
-    plain = latent_dps(model, op, y, params, z, start, generators=gens(), eta=0.5, **kw)
-    same = psld(model, op, y, params, z, start, generators=gens(), eta=0.5, gamma=0.0, **kw)
+    prior = run(ddim(**kw), model, op, y, params, z, start, gens())
+    glued = run(psld(eta=0.0, gamma=2.0, **kw), model, op, y, params, z, start, gens())
+    plain = run(latent_dps(eta=0.5, **kw), model, op, y, params, z, start, gens())
+    same = run(psld(eta=0.5, gamma=0.0, **kw), model, op, y, params, z, start, gens())
     fit = lambda lat: (op.A(model.decode(lat), params) - y).flatten(1).norm(dim=1)  # noqa: E731
     assert (fit(glued.latents) < 0.5 * fit(prior.latents)).all()
     torch.testing.assert_close(same.latents, plain.latents)  # γ = 0 is Latent-DPS
@@ -76,6 +81,5 @@ class NoTranspose(GaussianBlur):
 def test_operator_without_a_transpose_is_a_clear_error(cls):
     model, op = CountingLDM(), cls(kernel_size=5)
     _, params, y = problem(op, 1)
-    with pytest.raises(ValueError, match=f"{cls.__name__}.*`operator`"):
-        psld(model, op, y, params, torch.zeros(1, 3, 8, 8), torch.ones(1, dtype=torch.int64),
-             generators=generators([0]))
+    with pytest.raises(ValueError, match=f"{cls.__name__}.*operator"):
+        run(psld(), model, op, y, params, torch.zeros(1, 3, 8, 8), torch.ones(1, dtype=torch.int64), generators([0]))

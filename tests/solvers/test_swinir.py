@@ -5,8 +5,7 @@ import json
 import pytest
 import torch
 
-from flashdiff.data.seeding import generators
-from flashdiff.solvers.swinir import PAPER_ARCH, SwinIRRestorer, swinir
+from flashdiff.solvers.swinir import PAPER_ARCH, SwinIRRestorer
 from flashdiff.types import COUNTERS
 from tests.conftest import TINY_SWINIR
 
@@ -48,17 +47,22 @@ def test_save_load_round_trip_is_identical(tmp_path):
 
 
 def test_missing_folder_names_the_key_and_the_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match="solver.network.folder=.*train=swinir"):
+    with pytest.raises(FileNotFoundError, match="solver.folder=.*train=swinir"):
         SwinIRRestorer.from_pretrained(tmp_path / "nothing")
 
 
-def test_method_returns_images_with_nfe_and_every_count_zero():
+def test_as_a_restorer_it_reconstructs_in_chunks_with_nfe_and_every_count_zero():
+    from flashdiff.operators import GaussianBlur
+    from flashdiff.reconstruction import reconstruct
+
     torch.manual_seed(0)
     net = SwinIRRestorer(TINY_SWINIR).eval()
-    y, z = torch.rand(3, 3, 32, 32), torch.randn(3, 4, 16, 16)
-    out = swinir(None, None, y, None, z, torch.zeros(3, dtype=torch.int64), generators=generators([1, 2, 3]),
-                 network=net)
-    with torch.no_grad():
-        assert torch.equal(out.images, net(y))
-    assert out.nfe.tolist() == [0, 0, 0] and all(getattr(out, name).tolist() == [0, 0, 0] for name in COUNTERS)
-    assert torch.equal(out.latents, z)
+    op = GaussianBlur(kernel_size=5)
+    items = [{"x": torch.rand(3, 32, 32), "index": k, "id": f"img{k}", "seed": k} for k in range(3)]
+    results = list(reconstruct(items, op, None, net, batch_size=2))
+    assert [r.index for r in results] == [0, 1, 2]
+    for r in results:
+        with torch.no_grad():
+            torch.testing.assert_close(r.x_hat, net(r.y[None])[0].clamp(0, 1), rtol=1e-4, atol=1e-5)
+        assert r.nfe == 0 and set(r.costs.values()) == {0} and set(r.costs) == set(COUNTERS)
+        assert r.t_start is None and r.sigma2_hat is None

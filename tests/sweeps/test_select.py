@@ -100,14 +100,17 @@ def test_errors_name_the_problem(tmp_path):
 
 
 def test_finished_point_needs_every_image_and_the_same_config(tmp_path):
-    config = {"solver": {"eta": 1.0}, "num_images": 4, "batch_size": 16, "seed": 0}
+    from flashdiff.records import fingerprint
+
+    config = {"solver": {"eta": 1.0}, "seed": 0}  # the result-relevant part (the CLI drops num_images, batch_size)
     path = tmp_path / "summary.json"
-    assert finished_point(path, 4, config) is None  # nothing yet
-    path.write_text(json.dumps({"n_images": 4, "psnr": 25.0, "config": config}))
-    assert finished_point(path, 4, config)["psnr"] == 25.0
-    assert finished_point(path, 4, config | {"batch_size": 2, "num_images": 8}) is not None  # volatile keys
-    assert finished_point(path, 6, config) is None  # more images asked: resume
-    assert finished_point(path, 4, config | {"solver": {"eta": 2.0}}) is None  # another point's config
+    assert finished_point(path, 4, fingerprint(config)) is None  # nothing yet
+    path.write_text(json.dumps({"n_images": 4, "psnr": 25.0, "fingerprint": fingerprint(config)}))
+    assert finished_point(path, 4, fingerprint(config))["psnr"] == 25.0
+    assert finished_point(path, 6, fingerprint(config)) is None  # more images asked: resume
+    assert finished_point(path, 4, fingerprint(config | {"solver": {"eta": 2.0}})) is None  # another point's config
+    path.write_text("{not json")
+    assert finished_point(path, 4, fingerprint(config)) is None  # unreadable: recomputed, not a crash
 
 
 def test_report_select_is_the_same_command(tmp_path, capsys, monkeypatch):

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import flashdiff.paths  # noqa: F401  (registers the ${flashdiff_root:} resolver)
+from flashdiff.types import DiffusionSolver
 from tests.conftest import ROOT
 
 SWEEPS = ROOT / "sweeps"
@@ -126,7 +127,7 @@ def test_reconstruction_sweep_composes_on_validation_images(name, tmp_path, tiny
     cfg = _compose("config", [f"+sweep={name}", *common, *point])
     solver, adapter = (PAPER | TOY)[name][:2] if name in PAPER | TOY else ("latent_dps", "flash")
     assert cfg.hydra.runtime.choices.solver == solver and cfg.hydra.runtime.choices.adapter == adapter
-    assert callable(instantiate(cfg.solver)) and callable(instantiate(cfg.adapter))
+    assert isinstance(instantiate(cfg.solver), DiffusionSolver) and callable(instantiate(cfg.adapter))
     assert cfg.dataset.split == "val" and len(instantiate(cfg.dataset)) > 0
     assert not OmegaConf.missing_keys(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
 
@@ -169,7 +170,7 @@ def test_optuna_sweeper_searches_the_same_keys():
 
 
 def test_sweep_readme_lists_every_sweep():
-    text = (SWEEPS / "README.md").read_text()
+    text = (ROOT / "docs" / "sweeps.md").read_text()
     assert all(f"`{name}`" in text for name in FILES)
 
 

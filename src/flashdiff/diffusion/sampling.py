@@ -1,28 +1,26 @@
-"""The shared reverse-diffusion loop with per-sample starts: one descending grid, samples join at their own start."""
+"""The step rule shared by every diffusion solver here: an unconditional DDPM/DDIM step, an optional guidance
+gradient and an optional correction. The loop over steps lives only in the engine (``flashdiff.engine``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from flashdiff.diffusion.model import LatentDiffusion
 from flashdiff.diffusion.schedule import Schedule
 from flashdiff.diffusion.steps import ddim_step, ddpm_step, sampling_grid, tweedie_z0
-from flashdiff.types import COUNTERS, SolverOutput
+from flashdiff.types import LatentModel, Operator, StepBatch
 
 Step = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
-"""(z_i, eps, i, i_prev, noise) -> z_{i_prev} for the active rows; i, i_prev (A,), i_prev = -1 at the clean end."""
+"""(z_i, eps, i, i_prev, noise) -> z_{i_prev}; i, i_prev (A,), i_prev = -1 at the clean end."""
 
-Counts = dict[str, Tensor]
-"""Per-sample work tallies (B,) int64 keyed by ``flashdiff.types.COUNTERS``; whoever does the work adds at its rows."""
+Guidance = Callable[[StepBatch, Tensor], Tensor]
+"""(the step's batch, ẑ0(z_i) (A, C, h, w)) -> weighted per-sample loss (A,) to descend; counts its own calls."""
 
-Guidance = Callable[[Tensor, Tensor, Counts], Tensor]
-"""(ẑ0 of the active rows (A, C, h, w), their batch rows (A,), counts) -> weighted per-sample loss (A,) to descend."""
-
-Correction = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, Counts], Tensor]
-"""(z'_{i_prev}, ẑ0(z_i) (A, C, h, w), i, i_prev (A,), rows (A,), counts) -> z_{i_prev}, applied after each step."""
+Correction = Callable[[StepBatch, Tensor, Tensor], Tensor]
+"""(the step's batch, z'_{i_prev}, ẑ0(z_i)) -> z_{i_prev} (A, C, h, w), applied after the step (ReSample)."""
 
 
 def make_step(schedule: Schedule, delta: float | None) -> Step:
@@ -32,62 +30,72 @@ def make_step(schedule: Schedule, delta: float | None) -> Step:
     return lambda z, eps, i, i_prev, noise: ddim_step(schedule, z, eps, i, i_prev, noise, delta)
 
 
-def grid_and_step(schedule: Schedule, num_steps: int, delta: float | None) -> tuple[Tensor, Step]:
-    """A solver's descending grid (num_steps,) and step: DDPM over every step (``delta=None``) or DDIM with δ."""
-    if delta is None and num_steps != schedule.num_steps:
-        raise ValueError(f"solver.num_steps={num_steps} needs DDIM: set solver.delta (0 deterministic, 1 DDPM-like)")
-    return sampling_grid(schedule.num_steps, num_steps), make_step(schedule, delta)
-
-
-def randn_rows(generators: Sequence[torch.Generator], rows: Tensor, shape: Sequence[int], like: Tensor) -> Tensor:
-    """Standard normal noise (len(rows), *shape), row r drawn from ``generators[rows[r]]``; on like's device/dtype."""
-    noise = [torch.randn(tuple(shape), generator=generators[int(r)]) for r in rows]
+def randn_rows(generators: Sequence[torch.Generator], shape: Sequence[int], like: Tensor) -> Tensor:
+    """Standard normal noise (len(generators), *shape), row r drawn from ``generators[r]``; on like's device/dtype."""
+    noise = [torch.randn(tuple(shape), generator=g) for g in generators]
     return torch.stack(noise).to(device=like.device, dtype=like.dtype)
 
 
-def guided_step(model: LatentDiffusion, step: Step, guidance: Guidance, z_i: Tensor, i: Tensor, i_prev: Tensor,
-                noise: Tensor, rows: Tensor, counts: Counts) -> tuple[Tensor, Tensor]:
+def guided_step(batch: StepBatch, step: Step, guidance: Guidance) -> tuple[Tensor, Tensor]:
     """``z_{i-1} = z'_{i-1} - ∇_{z_i} L(ẑ0(z_i))`` (METHOD.md §4), and ε; the gradient runs through UNet and Tweedie."""
     with torch.enable_grad():
-        z_i = z_i.detach().requires_grad_(True)
-        eps = model.eps(z_i, i)
-        loss = guidance(tweedie_z0(model.schedule, z_i, eps, i), rows, counts)  # (A,), weights included
+        z_i = batch.z.detach().requires_grad_(True)
+        eps = batch.model.eps(z_i, batch.i)
+        loss = guidance(batch, tweedie_z0(batch.model.schedule, z_i, eps, batch.i))  # (A,), weights included
         (grad,) = torch.autograd.grad(loss.sum(), z_i)  # rows are independent: the sum's gradient is per sample
-    counts["backward_passes"][rows] += 1
-    return step(z_i.detach(), eps.detach(), i, i_prev, noise) - grad, eps.detach()
+    batch.counts["backward_passes"] += 1
+    return step(z_i.detach(), eps.detach(), batch.i, batch.i_prev, batch.noise) - grad.to(z_i.dtype), eps.detach()
 
 
-@torch.no_grad()
-def reverse_diffusion(model: LatentDiffusion, z_start: Tensor, start: Tensor, grid: Tensor, step: Step,
-                      generators: Sequence[torch.Generator], guidance: Guidance | None = None,
-                      correction: Correction | None = None) -> SolverOutput:
-    """Run sample b's last ``start[b]`` steps of the descending ``grid`` from ``z_start[b]``; NFE = start (B,).
+@dataclass(frozen=True, kw_only=True)
+class DiffusionStep:
+    """A diffusion solver made of shared parts (``flashdiff.types.DiffusionSolver``): the DDPM (``delta=None``) or
+    DDIM (δ) step on an ``num_steps`` grid, an optional guidance gradient, an optional correction.
 
-    ``start[b] = 0`` returns ``z_start[b]`` untouched; ``start[b] = len(grid)`` is a full run from the top.
-    Only the rows active at a step are passed through the networks (gather, step, scatter back). With
-    ``guidance``, each step subtracts the gradient of the guidance loss w.r.t. ``z_i`` (no graph kept); a
-    ``correction`` then maps the step's result (e.g. ReSample's data consistency). Costs are counted per sample.
+    ``space`` is ``latent`` (any latent model) or ``pixel`` (a ``PixelDiffusion``: pixel DPS); ``linear_only``
+    solvers need ``op.A_adjoint`` (PSLD). ``name`` is the solver's config option, used in error messages.
     """
-    num = grid.numel()
-    if bool(((start < 0) | (start > num)).any()):
-        raise ValueError(f"start must lie in [0, {num}] (the solver's num_steps), got {start.tolist()}")
-    z = z_start.clone()  # (B, C, h, w)
-    counts = {name: torch.zeros(z.shape[0], dtype=torch.int64, device=z.device) for name in COUNTERS}
-    joins = num - start.to(z.device)  # grid position where each sample joins
-    grid = grid.to(z.device)
-    for k in range(int(joins.min().item()) if start.numel() else num, num):
-        rows = (joins <= k).nonzero().squeeze(1)  # (A,) active samples
-        i = grid[k].expand(rows.numel())
-        i_prev = (grid[k + 1] if k + 1 < num else torch.tensor(-1, device=z.device)).expand(rows.numel())
-        noise = randn_rows(generators, rows, z.shape[1:], z)
-        if guidance is None:
-            eps = model.eps(z[rows], i)
-            z_prev = step(z[rows], eps, i, i_prev, noise)
+
+    name: str
+    num_steps: int
+    delta: float | None = None
+    guidance: Guidance | None = None
+    correction: Correction | None = None
+    space: str = "latent"
+    linear_only: bool = False
+
+    def grid(self, schedule: Schedule) -> Tensor:
+        """Descending training steps (num_steps,): every step for DDPM, ldm's uniform DDIM grid otherwise."""
+        return sampling_grid(schedule.num_steps, self.num_steps)
+
+    def check(self, model: LatentModel, op: Operator | None) -> None:
+        """Refuse a model, grid or operator this solver cannot run, naming the key to change."""
+        from flashdiff.diffusion.model import PixelDiffusion
+        from flashdiff.errors import ConfigError
+
+        steps = model.schedule.num_steps
+        if not 1 <= self.num_steps <= steps:
+            raise ConfigError(f"solver.num_steps={self.num_steps} must lie in [1, {steps}] (the model's schedule)")
+        if self.delta is None and self.num_steps != steps:
+            raise ConfigError(f"solver.num_steps={self.num_steps} needs DDIM: set solver.delta (0 deterministic, "
+                              f"1 DDPM-like) or use solver=ddim; DDPM runs all solver.num_steps={steps}")
+        if self.space == "pixel" and not isinstance(model, PixelDiffusion):
+            raise ConfigError(f"solver={self.name} runs in pixel space but the model is a {type(model).__name__}: "
+                              "set model=toy_pixel_ddpm (or model=ddpm_celebahq256), or use solver=latent_dps")
+        if self.linear_only and (getattr(op, "linear", True) is False or not callable(getattr(op, "A_adjoint", None))):
+            raise ConfigError(f"solver={self.name} needs a linear operator with a transpose (A_adjoint); "
+                              f"{type(op).__name__} has none: pick a linear operator (blur, inpainting) or another "
+                              "solver (latent_dps, gml_dps, resample)")
+
+    def step(self, batch: StepBatch) -> Tensor:
+        """One reverse step of every row: (guided) DDPM/DDIM step, then the correction; counts UNet rows."""
+        step = make_step(batch.model.schedule, self.delta)
+        if self.guidance is None:
+            eps = batch.model.eps(batch.z, batch.i)
+            z_prev = step(batch.z, eps, batch.i, batch.i_prev, batch.noise)
         else:
-            z_prev, eps = guided_step(model, step, guidance, z[rows], i, i_prev, noise, rows, counts)
-        counts["score_forwards"][rows] += 1
-        if correction is not None:
-            z_prev = correction(z_prev, tweedie_z0(model.schedule, z[rows], eps, i), i, i_prev, rows, counts)
-        z[rows] = z_prev
-    counts = {name: c.to(start.device) for name, c in counts.items()}
-    return SolverOutput(latents=z, nfe=start.to(torch.int64).clone(), **counts)
+            z_prev, eps = guided_step(batch, step, self.guidance)
+        batch.counts["score_forwards"] += 1
+        if self.correction is not None:
+            z_prev = self.correction(batch, z_prev, tweedie_z0(batch.model.schedule, batch.z, eps, batch.i))
+        return z_prev

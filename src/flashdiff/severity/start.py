@@ -1,9 +1,11 @@
-"""Start-time policies (``conf/adapter``): where and from what latent each sample's reverse process starts.
+"""Start-time policies (``conf/adapter``): where on the solver's grid, and from what latent, each sample starts.
 
-An adapter is ``adapter(model, y, num_steps, generators) -> Start``. Convention (the authors' code, METHOD.md §3):
-a start latent at the noise level of grid position k runs the ``num_steps - 1 - k`` grid steps below it, so a
-DDPM start matched to step i costs i NFE, and a match at the cleanest step costs none (the result is ẑ itself).
-Pure noise sits above the grid: the baseline runs all ``num_steps``.
+An adapter is a module called as ``adapter(model, y, grid, generators) -> Start`` (``flashdiff.types.Adapter``) on a
+chunk of measurements, with ``grid`` the solver's descending grid (N,). The convention lives in ``start_on_grid``
+(METHOD.md §3): a start latent prepared at the noise level of ``grid[k]`` is first evaluated there,
+``ε_θ(z_start, grid[k])``, and runs the ``N - k`` grid steps from ``grid[k]`` to the clean end; ``t_start`` records
+``grid[k]``. NFE 0 only where nothing is diffused (the AE control, or ``c σ̂² = 0``). Pure noise starts at
+``grid[0]`` and runs all N steps.
 """
 
 from __future__ import annotations
@@ -13,106 +15,134 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from flashdiff.diffusion.model import LatentDiffusion
 from flashdiff.diffusion.sampling import randn_rows
-from flashdiff.diffusion.steps import ddim_inversion_step, sampling_grid, snr_match
-from flashdiff.types import Start
+from flashdiff.diffusion.steps import ddim_inversion_step, snr_match
+from flashdiff.types import LatentModel, Start
 
 
-def none(model: LatentDiffusion, y: Tensor, num_steps: int, generators: Sequence[torch.Generator]) -> Start:
-    """The baseline: every sample starts at the top of the grid from pure noise ``z_N ~ N(0, I)``."""
-    b = y.shape[0]
-    z = randn_rows(generators, torch.arange(b), model.latent_shape, y)
-    return Start(z, torch.full((b,), num_steps, dtype=torch.int64), [model.schedule.num_steps - 1] * b)
-
-
-@torch.no_grad()
-def ae(model: LatentDiffusion, y: Tensor, num_steps: int, generators: Sequence[torch.Generator],
-       encoder: nn.Module | None = None) -> Start:
-    """No diffusion: decode the severity encoder's ẑ (or ``E0(y)`` without an encoder); NFE 0."""
-    z_hat, sigma2 = _encode(model, encoder, y)
-    return Start(z_hat, torch.zeros(y.shape[0], dtype=torch.int64), [None] * y.shape[0], sigma2)
-
-
-def _encode(model: LatentDiffusion, encoder: nn.Module | None, y: Tensor) -> tuple[Tensor, Tensor | None]:
-    """``(ẑ, σ̂²)`` from the severity encoder, or ``(E0(y), None)`` without one."""
-    return encoder(y) if encoder is not None else (model.encode(y), None)
+def start_on_grid(grid: Tensor, k: Tensor, diffused: Tensor) -> tuple[Tensor, list[int | None]]:
+    """The convention of METHOD.md §3 in one place: reverse steps ``N - k`` and ``t_start = grid[k]`` for grid
+    positions ``k`` (B,); 0 steps and no ``t_start`` where ``diffused`` (B,) bool is False."""
+    n = grid.numel()
+    k = k.to(torch.int64).cpu()
+    diffused = diffused.cpu()
+    nfe = torch.where(diffused, n - k, torch.zeros_like(k))
+    return nfe, [int(grid[kb]) if d else None for kb, d in zip(k.tolist(), diffused.tolist())]
 
 
 def noise_correction(z_hat: Tensor, sigma2: Tensor, c: float, generators: Sequence[torch.Generator]) -> Tensor:
     """``z_start = sqrt(1 - cσ²) ẑ + sqrt(cσ²) ε`` (METHOD.md §3), cσ² clamped to [0, 1]; (B, C, h, w)."""
     v = (c * sigma2).clamp(0.0, 1.0).view(-1, 1, 1, 1).to(z_hat)
-    eps = randn_rows(generators, torch.arange(z_hat.shape[0]), z_hat.shape[1:], z_hat)
+    eps = randn_rows(generators, z_hat.shape[1:], z_hat)
     return (1.0 - v).sqrt() * z_hat + v.sqrt() * eps
 
 
-def _t_start(grid: Tensor, k: Tensor, steps: Tensor) -> list[int | None]:
-    """Training step of each sample's start (``grid[k]``), None where no reverse step runs; k, steps (B,)."""
-    return [int(grid[kb]) if s > 0 else None for kb, s in zip(k.tolist(), steps.tolist())]
+def _encode(model: LatentModel, encoder: nn.Module | None, y: Tensor) -> tuple[Tensor, Tensor | None]:
+    """``(ẑ, σ̂²)`` from the severity encoder, or ``(E0(y), None)`` without one."""
+    return encoder(y) if encoder is not None else (model.encode(y), None)
 
 
-def _start_at(model: LatentDiffusion, z_hat: Tensor, k: Tensor, grid: Tensor, c: float, sigma2: Tensor | None,
+def _start_at(model: LatentModel, z_hat: Tensor, k: Tensor, grid: Tensor, c: float, level: Tensor,
               generators: Sequence[torch.Generator]) -> Start:
-    """A start at grid positions ``k`` (B,): noise correction with ``level`` (σ̂², else 1 - abar_k); ẑ if none runs."""
-    steps = grid.numel() - 1 - k  # (B,) reverse steps below the matched level
-    # Flash injects its predicted variance σ̂²; a fixed start the forward-diffusion variance 1 - abar of its step
-    level = sigma2 if sigma2 is not None else (1.0 - model.schedule.abar(grid[k])).float().to(z_hat.device)
+    """A start at grid positions ``k`` (B,) from ẑ noise-corrected with ``c · level`` (B,); ẑ where nothing runs."""
+    level = level.float().to(z_hat.device)
+    nfe, t_start = start_on_grid(grid, k, (c * level).cpu() > 0)
     z = noise_correction(z_hat, level, c, generators)
-    z = torch.where((steps == 0).view(-1, 1, 1, 1).to(z.device), z_hat, z)  # start 0: the result is ẑ
-    return Start(z, steps.to(torch.int64).cpu(), _t_start(grid, k, steps), sigma2)
+    z = torch.where((nfe == 0).view(-1, 1, 1, 1).to(z.device), z_hat, z)  # nothing diffused: the result is ẑ
+    return Start(z, nfe, t_start)
 
 
-@torch.no_grad()
-def flash(model: LatentDiffusion, y: Tensor, num_steps: int, generators: Sequence[torch.Generator], *,
-          encoder: nn.Module, c: float = 1.0) -> Start:
-    """Flash (paper §3.2, eq. 3): ``(ẑ, σ̂²) = Ê(y)``; start where SNR_i matches 1/σ̂² on the solver's grid."""
-    z_hat, sigma2 = encoder(y)  # (B, C, h, w), (B,)
-    grid = sampling_grid(model.schedule.num_steps, num_steps)
-    return _start_at(model, z_hat, snr_match(model.schedule, grid, sigma2).cpu(), grid, c, sigma2, generators)
+class Baseline(nn.Module):
+    """``adapter=none``: every sample starts at the top of the grid from pure noise ``z ~ N(0, I)``."""
+
+    def forward(self, model: LatentModel, y: Tensor, grid: Tensor, generators: Sequence[torch.Generator]) -> Start:
+        b = y.shape[0]
+        z = randn_rows(generators, model.latent_shape, y)
+        return Start(z, torch.full((b,), grid.numel(), dtype=torch.int64), [int(grid[0])] * b)
 
 
-@torch.no_grad()
-def fixed(model: LatentDiffusion, y: Tensor, num_steps: int, generators: Sequence[torch.Generator], *,
-          encoder: nn.Module | None, start: int = 100, c: float = 1.0) -> Start:
-    """Non-adaptive control (paper Fig. 7, App. B): every sample starts at training step ``start`` from ẑ.
+class AE(nn.Module):
+    """``adapter=ae``, no diffusion (the paper's AE row): decode the encoder's ẑ (or ``E0(y)`` without one); NFE 0."""
 
-    ẑ comes from the severity encoder, or is ``E0(y)`` with ``encoder=None`` (a CCDF/SDEdit-style warm start).
-    """
-    z_hat, sigma2 = _encode(model, encoder, y)
-    grid = sampling_grid(model.schedule.num_steps, num_steps)
-    if not 0 <= start < model.schedule.num_steps:
-        raise ValueError(f"adapter.start={start} must lie in [0, {model.schedule.num_steps - 1}]")
-    k = (grid - start).abs().argmin().expand(y.shape[0])  # the grid step nearest to ``start``
-    out = _start_at(model, z_hat, k, grid, c, None, generators)
-    out.sigma2_hat = sigma2
-    return out
+    def __init__(self, encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    @torch.no_grad()
+    def forward(self, model: LatentModel, y: Tensor, grid: Tensor, generators: Sequence[torch.Generator]) -> Start:
+        z_hat, sigma2 = _encode(model, self.encoder, y)
+        return Start(z_hat, torch.zeros(y.shape[0], dtype=torch.int64), [None] * y.shape[0], sigma2)
 
 
-@torch.no_grad()
-def flash_ddim_encoding(model: LatentDiffusion, y: Tensor, num_steps: int, generators: Sequence[torch.Generator], *,
-                        encoder: nn.Module) -> Start:
-    """Flash with adaptive DDIM encoding (paper App. E): the start step as ``flash``, but ``z_start`` is ẑ carried
+class Flash(nn.Module):
+    """``adapter=flash`` (paper §3.2, eq. 3): ``(ẑ, σ̂²) = Ê(y)``; start where SNR_i matches 1/σ̂² on the grid, from ẑ
+    noise-corrected with ``c σ̂²``."""
+
+    def __init__(self, encoder: nn.Module, c: float = 1.0) -> None:
+        super().__init__()
+        self.encoder, self.c = encoder, float(c)
+
+    @torch.no_grad()
+    def forward(self, model: LatentModel, y: Tensor, grid: Tensor, generators: Sequence[torch.Generator]) -> Start:
+        z_hat, sigma2 = self.encoder(y)  # (B, C, h, w), (B,)
+        out = _start_at(model, z_hat, snr_match(model.schedule, grid, sigma2), grid, self.c, sigma2, generators)
+        out.sigma2_hat = sigma2
+        return out
+
+
+class Fixed(nn.Module):
+    """``adapter=fixed`` / ``fixed_e0`` (paper Fig. 7, App. B): every sample starts at the grid step nearest to
+    training step ``start`` from ẑ (the severity encoder's, or ``E0(y)`` with ``encoder=None``: a CCDF/SDEdit-style
+    warm start) with the forward-diffusion variance ``c (1 - ᾱ)`` of that step."""
+
+    def __init__(self, encoder: nn.Module | None = None, start: int = 100, c: float = 1.0) -> None:
+        super().__init__()
+        self.encoder, self.start, self.c = encoder, int(start), float(c)
+
+    @torch.no_grad()
+    def forward(self, model: LatentModel, y: Tensor, grid: Tensor, generators: Sequence[torch.Generator]) -> Start:
+        from flashdiff.errors import ConfigError
+
+        if not 0 <= self.start < model.schedule.num_steps:
+            raise ConfigError(f"adapter.start={self.start} must lie in [0, {model.schedule.num_steps - 1}]")
+        z_hat, sigma2 = _encode(model, self.encoder, y)
+        k = (grid - self.start).abs().argmin().expand(y.shape[0])  # the grid step nearest to ``start``
+        level = 1.0 - model.schedule.abar(grid[k])  # (B,) float64
+        out = _start_at(model, z_hat, k, grid, self.c, level, generators)
+        out.sigma2_hat = sigma2
+        return out
+
+
+class FlashDDIMEncoding(nn.Module):
+    """``adapter=flash_ddim_encoding`` (paper App. E): the start step as ``Flash``, but ``z_start`` is ẑ carried
     there by deterministic DDIM inversion over the solver's grid instead of noise correction.
 
-    Sample b inverts from clean up through ``grid[N-1], ..., grid[k_b]`` (``N - k_b`` UNet forwards, ε evaluated
-    at the target step as in the authors' code, which also makes the first step from clean well defined); a
-    match at the cleanest step returns ẑ with no forward. Only samples still ascending are run through the UNet.
-    The forwards are returned in ``Start.score_forwards``. Pair it with a DDIM solver (δ = 0 inverts exactly).
+    Sample b inverts from clean up through ``grid[N-1], ..., grid[k_b]`` (``N - k_b`` UNet forwards, ε evaluated at
+    the target step as in the authors' code), so DDIM with δ = 0 from ``grid[k_b]`` undoes it exactly for a constant
+    ε. Only samples still ascending run through the UNet; the forwards are returned in ``Start.score_forwards``.
+    Pair it with a DDIM solver (``solver=latent_dps_ddim solver.delta=0``).
     """
-    z_hat, sigma2 = encoder(y)  # (B, C, h, w), (B,)
-    grid = sampling_grid(model.schedule.num_steps, num_steps).to(z_hat.device)  # descending
-    n = grid.numel()
-    k = snr_match(model.schedule, grid, sigma2).to(z_hat.device)  # (B,)
-    steps = n - 1 - k
-    z = z_hat.clone()
-    forwards = torch.zeros(z.shape[0], dtype=torch.int64, device=z.device)
-    current = torch.full((z.shape[0],), -1, dtype=torch.int64, device=z.device)  # -1: clean
-    for p in range(n - 1, int(k.min().item()) - 1, -1):  # ascending noise
-        rows = torch.nonzero((steps > 0) & (k <= p)).flatten()
-        if rows.numel() == 0:
-            continue
-        target = grid[p].expand(rows.numel())
-        eps = model.eps(z[rows], target)
-        z[rows] = ddim_inversion_step(model.schedule, z[rows], eps, current[rows], target)
-        current[rows], forwards[rows] = target, forwards[rows] + 1
-    return Start(z, steps.to(torch.int64).cpu(), _t_start(grid, k, steps), sigma2, score_forwards=forwards.cpu())
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    @torch.no_grad()
+    def forward(self, model: LatentModel, y: Tensor, grid: Tensor, generators: Sequence[torch.Generator]) -> Start:
+        z_hat, sigma2 = self.encoder(y)  # (B, C, h, w), (B,)
+        grid = grid.to(z_hat.device)
+        k = snr_match(model.schedule, grid, sigma2).to(z_hat.device)  # (B,)
+        nfe, t_start = start_on_grid(grid, k, sigma2.cpu() > 0)
+        runs = nfe.to(z_hat.device) > 0
+        z = z_hat.clone()
+        forwards = torch.zeros(z.shape[0], dtype=torch.int64, device=z.device)
+        current = torch.full((z.shape[0],), -1, dtype=torch.int64, device=z.device)  # -1: clean
+        for p in range(grid.numel() - 1, int(k.min().item()) - 1, -1):  # ascending noise
+            rows = torch.nonzero(runs & (k <= p)).flatten()
+            if rows.numel() == 0:
+                continue
+            target = grid[p].expand(rows.numel())
+            eps = model.eps(z[rows], target)
+            z[rows] = ddim_inversion_step(model.schedule, z[rows], eps, current[rows], target)
+            current[rows], forwards[rows] = target, forwards[rows] + 1
+        return Start(z, nfe, t_start, sigma2, score_forwards=forwards.cpu())

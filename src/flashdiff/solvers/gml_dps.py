@@ -6,25 +6,12 @@ normalisation of the squared norm, halved), the gradient taken w.r.t. ``z_i`` th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch
-from torch import Tensor
-
-from flashdiff.diffusion.guidance import latent_guidance
-from flashdiff.diffusion.model import LatentDiffusion
-from flashdiff.diffusion.sampling import grid_and_step, reverse_diffusion
-from flashdiff.types import Operator, Params, SolverOutput
+from flashdiff.diffusion.guidance import ResidualGuidance
+from flashdiff.diffusion.sampling import DiffusionStep
 
 
-def gml_dps(model: LatentDiffusion, op: Operator, y: Tensor, params: Params, z_start: Tensor, start: Tensor, *,
-            generators: Sequence[torch.Generator], num_steps: int = 1000, eta: float = 1.0, gamma: float = 0.05,
-            delta: float | None = None) -> SolverOutput:
-    """GML-DPS from ``z_start`` (B, C, h, w) over each sample's last ``start`` (B,) steps; NFE and costs (B,).
-
-    ``delta=None`` runs ancestral DDPM (1000 steps), a float δ DDIM on the ``num_steps`` grid. Per step: one
-    UNet forward, one decoder and one encoder call (none where γ = 0), one backward.
-    """
-    grid, step = grid_and_step(model.schedule, num_steps, delta)
-    return reverse_diffusion(model, z_start, start, grid, step, generators,
-                             guidance=latent_guidance(model, op, y, params, eta, gamma=gamma))
+def gml_dps(*, num_steps: int = 1000, eta: float = 1.0, gamma: float = 0.05,
+            delta: float | None = None) -> DiffusionStep:
+    """GML-DPS on a ``num_steps`` grid (``delta=None``: ancestral DDPM, else DDIM with δ). Per step: one UNet forward,
+    one decoder and one encoder call (none where γ = 0), one backward."""
+    return DiffusionStep(name="gml_dps", num_steps=num_steps, delta=delta, guidance=ResidualGuidance(eta, gamma))

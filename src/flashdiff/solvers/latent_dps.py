@@ -6,25 +6,11 @@ measured in the models' [-1, 1] units (twice the [0, 1] norm), so the paper's Ta
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch
-from torch import Tensor
-
-from flashdiff.diffusion.guidance import latent_guidance
-from flashdiff.diffusion.model import LatentDiffusion
-from flashdiff.diffusion.sampling import grid_and_step, reverse_diffusion
-from flashdiff.types import Operator, Params, SolverOutput
+from flashdiff.diffusion.guidance import ResidualGuidance
+from flashdiff.diffusion.sampling import DiffusionStep
 
 
-def latent_dps(model: LatentDiffusion, op: Operator, y: Tensor, params: Params, z_start: Tensor, start: Tensor, *,
-               generators: Sequence[torch.Generator], num_steps: int = 1000, eta: float = 1.0,
-               delta: float | None = None) -> SolverOutput:
-    """Latent-DPS from ``z_start`` (B, C, h, w) over each sample's last ``start`` (B,) steps; NFE and costs (B,).
-
-    ``delta=None`` runs ancestral DDPM (``num_steps`` must be the schedule's 1000); a float δ runs DDIM on the
-    ``num_steps`` grid with that stochasticity (App. D). Per step: one UNet forward, one decoder call, one backward.
-    """
-    grid, step = grid_and_step(model.schedule, num_steps, delta)
-    return reverse_diffusion(model, z_start, start, grid, step, generators,
-                             guidance=latent_guidance(model, op, y, params, eta))
+def latent_dps(*, num_steps: int = 1000, eta: float = 1.0, delta: float | None = None) -> DiffusionStep:
+    """Latent-DPS on a ``num_steps`` grid: ancestral DDPM (``delta=None``, ``num_steps`` the schedule's 1000) or DDIM
+    with stochasticity δ (App. D). Per step: one UNet forward, one decoder call, one backward."""
+    return DiffusionStep(name="latent_dps", num_steps=num_steps, delta=delta, guidance=ResidualGuidance(eta))

@@ -16,43 +16,40 @@ No DPS step and no time travel (as the authors' code). Deliberate differences fr
   ``mse ≤ (2σ_y)²`` is the same test; the stop is strict (``<``) as METHOD.md writes it;
 - Adam (``torch.optim.Adam``) runs per sample (own moments and step count); a sample that meets τ stops, costing
   nothing further.
-Hard data consistency runs on every ``every``-th grid step counted from the bottom, the last step included.
+Hard data consistency runs on every ``every``-th grid step counted from the bottom, the last step included; in a
+batch whose samples sit at different steps, only the rows at such a step are optimised and resampled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from flashdiff.diffusion.guidance import take
-from flashdiff.diffusion.model import LatentDiffusion
-from flashdiff.diffusion.sampling import Correction, Counts, grid_and_step, randn_rows, reverse_diffusion
-from flashdiff.diffusion.steps import stochastic_resample
-from flashdiff.types import Operator, Params, SolverOutput
+from flashdiff.diffusion.sampling import DiffusionStep, randn_rows
+from flashdiff.diffusion.steps import sampling_grid, stochastic_resample
+from flashdiff.types import Counts, LatentModel, Operator, Params, StepBatch
 
 
-def hard_data_consistency(model: LatentDiffusion, op: Operator, y: Tensor, params: Params, z0: Tensor, rows: Tensor,
-                          counts: Counts, *, tau: float, max_iters: int, lr: float = 0.1, lam: float = 0.0) -> Tensor:
-    """``argmin_z ||y - A(D0(z))||² + λ||z - ẑ0||²`` by Adam from ẑ0 (METHOD.md §4); z0 (A, C, h, w), rows (A,).
+def hard_data_consistency(model: LatentModel, op: Operator, y: Tensor, params: Params, z0: Tensor, counts: Counts, *,
+                          tau: float, max_iters: int, lr: float = 0.1, lam: float = 0.0) -> Tensor:
+    """``argmin_z ||y - A(D0(z))||² + λ||z - ẑ0||²`` by Adam from ẑ0 (METHOD.md §4); y (A, 3, H, W), z0 (A, C, h, w).
 
     Each sample is its own parameter of one ``torch.optim.Adam`` (own moments and step count), so samples stay
     independent of their batch. Before each step a sample with ``(1/m)||y - A(D0(z))||² < τ`` stops: its gradient
-    is dropped (Adam skips it), so it keeps its z and leaves the batch. Counted per sample: decoder calls (the
-    steps and the check that stopped it), backward passes and iterations (the steps). A sample that stops while
-    others go on rides along once in their backward (not counted).
+    is dropped (Adam skips it), so it keeps its z and leaves the batch. Counted per sample in ``counts`` (A,):
+    decoder calls (the steps and the check that stopped it), backward passes and iterations (the steps).
     """
     zs = [z0[k : k + 1].detach().clone().requires_grad_(True) for k in range(z0.shape[0])]
     optimizer = torch.optim.Adam(zs, lr=lr)
     live = torch.arange(z0.shape[0], device=z0.device)  # positions still optimising
     for _ in range(max_iters):
-        batch = rows[live]
         with torch.enable_grad():
             z_live = torch.cat([zs[k] for k in live.tolist()])
-            residual = y[batch] - op.A(model.decode(z_live), take(params, batch))  # (L, 3, H, W), [0, 1] units
-            counts["decoder_calls"][batch] += 1
-            fit = residual.flatten(1).pow(2).sum(dim=1)  # (L,)
+            residual = y[live] - op.A(model.decode(z_live), _take(params, live))  # (L, 3, H, W), [0, 1] units
+            counts["decoder_calls"][live] += 1
+            fit = residual.float().flatten(1).pow(2).sum(dim=1)  # (L,)
             go = fit / residual[0].numel() >= tau  # (L,) samples not yet at τ
             if not bool(go.any()):
                 break
@@ -62,43 +59,57 @@ def hard_data_consistency(model: LatentDiffusion, op: Operator, y: Tensor, param
         for k in live[~go].tolist():
             zs[k].grad = None  # stopped: Adam leaves it as it is
         live = live[go]
-        counts["backward_passes"][rows[live]] += 1
-        counts["inner_iterations"][rows[live]] += 1
+        counts["backward_passes"][live] += 1
+        counts["inner_iterations"][live] += 1
         optimizer.step()
     return torch.cat([z.detach() for z in zs])
 
 
-def resampling_correction(model: LatentDiffusion, op: Operator, y: Tensor, params: Params,
-                          generators: Sequence[torch.Generator], dc_steps: Tensor, *, omega: float, max_iters: int,
-                          lr: float, lam: float) -> Correction:
-    """At the training steps ``dc_steps``: ẑ0(y) by hard data consistency, then resample z' at its level (eq. 16)."""
-    dc = set(dc_steps.tolist())
-    tau = float(op.noise_std) ** 2
+def _take(params: Params, rows: Tensor) -> Params:
+    """The per-sample parameters of some batch rows."""
+    return {k: v[rows.to(v.device)] for k, v in params.items()}
 
-    def correct(z_prime: Tensor, z0_hat: Tensor, i: Tensor, i_prev: Tensor, rows: Tensor, counts: Counts) -> Tensor:
-        if int(i[0]) not in dc:
+
+@dataclass(frozen=True)
+class Resampling:
+    """The correction of ReSample: at its hard-data-consistency steps, ẑ0(y) by Adam, then resample z' (eq. 16)."""
+
+    num_steps: int
+    every: int
+    omega: float
+    max_iters: int
+    lr: float
+    lam: float
+
+    def dc_steps(self, num_train_steps: int) -> Tensor:
+        """Training steps of hard data consistency: every ``every``-th grid step counted from the last one."""
+        return sampling_grid(num_train_steps, self.num_steps).flip(0)[:: self.every]
+
+    def __call__(self, batch: StepBatch, z_prime: Tensor, z0_hat: Tensor) -> Tensor:
+        schedule = batch.model.schedule
+        rows = torch.isin(batch.i, self.dc_steps(schedule.num_steps).to(batch.i.device)).nonzero().squeeze(1)
+        if rows.numel() == 0:
             return z_prime
-        z0_y = hard_data_consistency(model, op, y, params, z0_hat, rows, counts, tau=tau, max_iters=max_iters, lr=lr,
-                                     lam=lam)
-        noise = randn_rows(generators, rows, z_prime.shape[1:], z_prime)
-        return stochastic_resample(model.schedule, z0_y, z_prime, i_prev, omega, noise)
+        counts = {name: c[rows] for name, c in batch.counts.items()}
+        z0_y = hard_data_consistency(batch.model, batch.op, batch.y[rows], _take(batch.params, rows), z0_hat[rows],
+                                     counts, tau=float(batch.op.noise_std) ** 2, max_iters=self.max_iters, lr=self.lr,
+                                     lam=self.lam)
+        for name, c in counts.items():
+            batch.counts[name][rows] = c
+        noise = randn_rows([batch.generators[int(r)] for r in rows], z_prime.shape[1:], z_prime)
+        out = z_prime.clone()
+        out[rows] = stochastic_resample(schedule, z0_y, z_prime[rows], batch.i_prev[rows], self.omega, noise)
+        return out
 
-    return correct
 
+def resample(*, num_steps: int = 500, delta: float | None = 1.0, every: int = 10, omega: float = 400.0,
+             max_iters: int = 100, lr: float = 0.1, lam: float = 0.0) -> DiffusionStep:
+    """ReSample: DDIM with stochasticity δ on the ``num_steps`` grid (``delta=None``: DDPM, 1000 steps); hard data
+    consistency (at most ``max_iters`` Adam steps of rate ``lr``) and resampling with ``omega`` every ``every`` grid
+    steps from the bottom."""
+    from flashdiff.errors import ConfigError
 
-def resample(model: LatentDiffusion, op: Operator, y: Tensor, params: Params, z_start: Tensor, start: Tensor, *,
-             generators: Sequence[torch.Generator], num_steps: int = 500, delta: float | None = 1.0, every: int = 10,
-             omega: float = 400.0, max_iters: int = 100, lr: float = 0.1, lam: float = 0.0) -> SolverOutput:
-    """ReSample from ``z_start`` (B, C, h, w) over each sample's last ``start`` (B,) steps; NFE and costs (B,).
-
-    DDIM with stochasticity δ on the ``num_steps`` grid (``delta=None``: DDPM, 1000 steps); hard data
-    consistency (at most ``max_iters`` Adam steps of rate ``lr``) and resampling with ``omega`` every ``every``
-    grid steps from the bottom.
-    """
     if every < 1 or max_iters < 0:
-        raise ValueError(f"solver.every must be >= 1 and solver.max_iters >= 0, got {every} and {max_iters}")
-    grid, step = grid_and_step(model.schedule, num_steps, delta)
-    dc_steps = grid.flip(0)[::every]  # every `every`-th step counted from the last one
-    correction = resampling_correction(model, op, y, params, generators, dc_steps, omega=omega, max_iters=max_iters,
-                                       lr=lr, lam=lam)
-    return reverse_diffusion(model, z_start, start, grid, step, generators, correction=correction)
+        raise ConfigError(f"solver.every must be >= 1 and solver.max_iters >= 0, got {every} and {max_iters}")
+    correction = Resampling(num_steps, every, omega, max_iters, lr, lam)
+    return DiffusionStep(name="resample", num_steps=num_steps, delta=delta, correction=correction)

@@ -2,14 +2,14 @@
 
 The network is spandrel's SwinIR, built for image restoration (no upsampler, upscale 1): the paper's 4 RSTB × 6 STL
 with embedding 96. Weights are stored as safetensors beside a json config, as the severity encoder's.
-``swinir`` is the method behind ``solver=swinir``: it returns the restored image in ``SolverOutput.images``.
+``solver=swinir`` loads it with ``SwinIRRestorer.from_pretrained``: a ``flashdiff.types.Restorer`` (no grid, no adapter,
+NFE 0), which the engine runs in chunks instead of a reverse process.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ import torch
 from spandrel.architectures.SwinIR import SwinIR
 from torch import Tensor, nn
 
-from flashdiff.types import COUNTERS, Operator, Params, SolverOutput
 from flashdiff.weights import FolderSaved, read_folder
 
 log = logging.getLogger(__name__)
@@ -56,6 +55,11 @@ class SwinIRRestorer(FolderSaved, nn.Module):
         """Restore ``y`` (B, 3, H, W) -> ``x̂`` (B, 3, H, W); H, W padded to the window size inside and cropped."""
         return self.net(y)
 
+    @torch.no_grad()
+    def restore(self, y: Tensor) -> Tensor:
+        """The restorer contract (``flashdiff.types.Restorer``): ``x̂ = f(y)``, (B, 3, H, W) -> (B, 3, H, W)."""
+        return self(y)
+
     def config(self) -> dict[str, Any]:
         """The json-serialisable description that ``from_pretrained`` rebuilds the network from."""
         return {"_class_name": type(self).__name__, "arch": self.arch}
@@ -63,24 +67,10 @@ class SwinIRRestorer(FolderSaved, nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> SwinIRRestorer:
         """Rebuild from ``config.json`` and load the safetensors weights; eval mode, no gradients."""
-        config, weights = read_folder(folder, f"solver.network.folder={folder}: no SwinIR there; train one with "
+        config, weights = read_folder(folder, f"solver.folder={folder}: no SwinIR there; train one with "
                                               "`python -m flashdiff.train train=swinir` (or `make toy-models`), or "
-                                              "point solver.network.folder at one")
+                                              "point solver.folder at one")
         model = cls(config["arch"])
         model.load_state_dict(weights)
         log.info("loaded SwinIR (%d parameters) from %s", sum(p.numel() for p in model.parameters()), folder)
         return model.requires_grad_(False).eval()
-
-
-@torch.no_grad()
-def swinir(model: nn.Module | None, op: Operator | None, y: Tensor, params: Params | None, z_start: Tensor,
-           start: Tensor, *, generators: Sequence[torch.Generator], network: SwinIRRestorer,
-           num_steps: int = 0) -> SolverOutput:
-    """The supervised restorer as a method: ``images = network(y)`` (B, 3, H, W); NFE and every count 0.
-
-    ``latents`` are ``z_start`` (B, C, h, w) untouched (the adapter's, ignored); the caller uses ``images``.
-    ``num_steps`` only keeps the adapters' grid at 0 steps: no reverse diffusion runs.
-    """
-    zeros = torch.zeros(y.shape[0], dtype=torch.int64, device=y.device)
-    images = network(y)  # (B, 3, H, W)
-    return SolverOutput(z_start, zeros.clone(), **{name: zeros.clone() for name in COUNTERS}, images=images)

@@ -20,10 +20,11 @@ from torchvision.utils import make_grid, save_image
 from flashdiff.data import ToyImages
 from flashdiff.data.seeding import generators as sample_generators
 from flashdiff.diffusion import LatentDiffusion
+from flashdiff.engine import sample
 from flashdiff.metrics import psnr, ssim
 from flashdiff.paths import CONFIG_DIR, ROOT
 from flashdiff.records import provenance
-from flashdiff.solvers import ddpm
+from flashdiff.solvers.ddpm import ddpm
 from flashdiff.train.severity import fixed_severity
 from flashdiff.types import Operator
 
@@ -82,7 +83,7 @@ def sample_grid(model: LatentDiffusion, path: Path, data: ToyImages, n: int = 64
     started = time.perf_counter()
     gens = sample_generators(range(n), salt=12345)
     z = torch.stack([torch.randn(model.latent_shape, generator=g) for g in gens])
-    x = model.decode(ddpm(model, None, None, None, z, torch.full((n,), 1000), generators=gens).latents).clamp(0, 1)
+    x = model.decode(sample(model, ddpm(), z, torch.full((n,), 1000), gens).latents).clamp(0, 1)
     seconds = time.perf_counter() - started
     real = torch.stack([data[k]["x"] for k in range(n)])
     side = int(n**0.5)

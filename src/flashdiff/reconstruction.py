@@ -1,0 +1,179 @@
+"""``flashdiff.reconstruct`` (defined here): the Python entry point. Measure (or take) each image's ``y``, start it
+where the adapter says, run the solver in the engine's slots, decode it as soon as it finishes; results stream out.
+
+    from flashdiff import reconstruct
+    for r in reconstruct(dataset, operator, model, solver, adapter, batch_size=16, device="cpu"):
+        print(r.id, r.nfe, r.t_start, r.sigma2_hat)   # r.x_hat: (3, H, W) in [0, 1]
+
+The command line (``python -m flashdiff``) is a thin user of it: it adds records, metrics and resume.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from flashdiff.data.seeding import generators as sample_generators
+from flashdiff.data.seeding import measurement_seed
+from flashdiff.engine import Chunk, Engine, EngineStats
+from flashdiff.precision import autocast, resolve_precision
+from flashdiff.types import COUNTERS, Adapter, DiffusionSolver, LatentModel, Operator, Params, Restorer
+
+SOLVER_NOISE_SALT = 0x51ED  # the solver's per-sample noise is seeded apart from the measurement's
+
+
+@dataclass
+class Result:
+    """One reconstructed image, yielded as soon as it leaves the engine (tensors on the CPU)."""
+
+    index: int
+    id: str
+    x_hat: Tensor  # (3, H, W) in [0, 1]
+    y: Tensor  # (3, H, W) the measurement (unclipped)
+    x: Tensor | None  # (3, H, W) the clean image, where the data had one
+    params: Params  # this image's operator parameters (leading dim 1)
+    severity: float | None  # the operator's ground-truth severity t in [0, 1]
+    nfe: int  # reverse diffusion steps run
+    costs: dict[str, int]  # flashdiff.types.COUNTERS
+    sigma2_hat: float | None  # predicted severity σ̂², where an encoder gave one
+    t_start: int | None  # training step of the first score evaluation; None where no diffusion ran
+    seconds: float  # this image's share of the wall time (adapter, engine steps, decoding)
+    finite: bool = True  # False where the reconstruction holds NaN/inf (a diverged sample: x_hat keeps the NaN)
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of ``size`` items (the last one shorter)."""
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def measure_chunk(items: list[dict[str, Any]], op: Operator, seed: int,
+                  device: torch.device) -> tuple[Tensor | None, Tensor, Params, Tensor]:
+    """``(x, y, params, seeds)`` of a list of dataset items (``x``: measured here) or measurements (``y`` given)."""
+    seeds = torch.tensor([measurement_seed(int(item["seed"]), seed) for item in items])
+    if "x" in items[0]:
+        x = torch.stack([item["x"] for item in items]).to(device)  # (B, 3, H, W)
+        params = op.draw(seeds, tuple(x.shape))
+        return x, op.measure(x, params, seeds), params, seeds
+    y = torch.stack([item["y"] for item in items]).to(device)
+    if "params" in items[0]:
+        params = {k: torch.cat([item["params"][k] for item in items]).to(device) for k in items[0]["params"]}
+    else:
+        params = op.draw(seeds, tuple(y.shape))
+    return None, y, params, seeds
+
+
+class _Run:
+    """One call of ``reconstruct``: what is fixed for the whole stream."""
+
+    def __init__(self, op: Operator, model: LatentModel, solver: DiffusionSolver | Restorer, adapter: Adapter | None,
+                 seed: int, device: torch.device, precision: str) -> None:
+        self.op, self.model, self.solver, self.adapter = op, model, solver, adapter
+        self.seed, self.device, self.precision = seed, device, precision
+        self.meta: dict[int, dict[str, Any]] = {}
+
+    def remember(self, items: list[dict[str, Any]], x: Tensor | None, y: Tensor, params: Params,
+                 sigma2: Tensor | None, t_start: list[int | None]) -> list[int]:
+        """Keep each item's data until it finishes; returns the keys (dataset indices)."""
+        keys = []
+        for b, item in enumerate(items):
+            row = {k: v[b:b + 1].cpu() for k, v in params.items()}
+            self.meta[int(item["index"])] = {
+                "id": str(item["id"]), "x": None if x is None else x[b].cpu(), "y": y[b].cpu(), "params": row,
+                "severity": float(row["severity"]) if "severity" in row else None,
+                "sigma2_hat": None if sigma2 is None else float(sigma2[b]), "t_start": t_start[b]}
+            keys.append(int(item["index"]))
+        return keys
+
+    def prepare(self, items: list[dict[str, Any]]) -> Chunk:
+        """Measure a chunk, run the adapter on it (timed), and hand it to the engine."""
+        x, y, params, seeds = measure_chunk(items, self.op, self.seed, self.device)
+        started = time.perf_counter()
+        gens = sample_generators(seeds.tolist(), SOLVER_NOISE_SALT)
+        grid = self.solver.grid(self.model.schedule)
+        with autocast(self.device, self.precision):
+            begin = self.adapter(self.model, y, grid, gens)
+        keys = self.remember(items, x, y, params, begin.sigma2_hat, begin.t_start)
+        counts = {} if begin.score_forwards is None else {"score_forwards": begin.score_forwards}
+        seconds = torch.full((len(items),), (time.perf_counter() - started) / len(items))
+        return Chunk(begin.latents.float(), begin.nfe, y, params, gens, keys, counts, seconds)
+
+    def result(self, key: int, raw: Tensor, nfe: int, costs: dict[str, int], seconds: float) -> Result:
+        """The finished image ``key`` (``raw``: decoded, unclipped) with everything remembered about it."""
+        m = self.meta.pop(key)
+        finite = bool(torch.isfinite(raw).all())
+        x_hat = raw.clamp(0, 1) if finite else torch.where(torch.isfinite(raw), raw.clamp(0, 1), float("nan"))
+        return Result(index=key, id=m["id"], x_hat=x_hat, y=m["y"], x=m["x"], params=m["params"],
+                      severity=m["severity"], nfe=nfe, costs=costs, sigma2_hat=m["sigma2_hat"],
+                      t_start=m["t_start"] if nfe > 0 else None, seconds=seconds, finite=finite)
+
+
+def reconstruct_batches(data: Iterable[dict[str, Any]], operator: Operator, model: LatentModel,
+                        solver: DiffusionSolver | Restorer, adapter: Adapter | None = None, *, batch_size: int = 16,
+                        device: str | torch.device = "cpu", batching: str = "continuous",
+                        order: str = "longest_first", lookahead: int | None = None, seed: int = 0,
+                        precision: str = "fp32", stats: EngineStats | None = None) -> Iterator[list[Result]]:
+    """``reconstruct``, grouped: the images that finished together (decoded and returned as one chunk)."""
+    device = torch.device(device)
+    precision = resolve_precision(precision, device)
+    if isinstance(solver, Restorer):
+        yield from _restore(data, operator, solver, batch_size, device, seed, precision)
+        return
+    if adapter is None:
+        raise ValueError("a diffusion solver needs an adapter (flashdiff.severity.start.Baseline for pure noise)")
+    solver.check(model, operator)
+    run = _Run(operator, model, solver, adapter, seed, device, precision)
+    engine = Engine(model, operator, solver, batch_size=batch_size, batching=batching, order=order,
+                    lookahead=lookahead, precision=precision, stats=stats)
+    with torch.no_grad():
+        for finished in engine.run(run.prepare(items) for items in _chunks(data, batch_size)):
+            if not finished:
+                continue
+            started = time.perf_counter()
+            with autocast(device, precision):
+                raw = model.decode(torch.stack([f.latents for f in finished])).float().cpu()
+            share = (time.perf_counter() - started) / len(finished)
+            yield [run.result(f.key, raw[b], f.nfe, f.counts, f.seconds + share) for b, f in enumerate(finished)]
+
+
+def _restore(data: Iterable[dict[str, Any]], op: Operator, restorer: Restorer, batch_size: int, device: torch.device,
+             seed: int, precision: str) -> Iterator[list[Result]]:
+    """A non-diffusion method in chunks of ``batch_size``: ``x̂ = f(y)``; NFE and every cost 0."""
+    zero = dict.fromkeys(COUNTERS, 0)
+    for items in _chunks(data, batch_size):
+        x, y, params, _ = measure_chunk(items, op, seed, device)
+        started = time.perf_counter()
+        with torch.no_grad(), autocast(device, precision):
+            raw = restorer.restore(y).float().cpu()
+        seconds = (time.perf_counter() - started) / len(items)
+        run = _Run(op, None, restorer, None, seed, device, precision)
+        keys = run.remember(items, x, y, params, None, [None] * len(items))
+        yield [run.result(k, raw[b], 0, dict(zero), seconds) for b, k in enumerate(keys)]
+
+
+def reconstruct(data: Iterable[dict[str, Any]], operator: Operator, model: LatentModel,
+                solver: DiffusionSolver | Restorer, adapter: Adapter | None = None,
+                **settings: Any) -> Iterator[Result]:
+    """Reconstruct every item of ``data`` and yield each image's ``Result`` as soon as it finishes.
+
+    ``data``: dataset items ``{x, index, id, seed}`` (``flashdiff.types.Sample``: y is measured here, seeded per
+    image) or measurements ``{y, index, id, seed[, params]}`` (``flashdiff.types.Measured``). ``operator``,
+    ``model``, ``solver`` and ``adapter`` are the objects ``conf/`` builds (``hydra.utils.instantiate``) or your
+    own; move them to ``device`` first. Settings: ``batch_size`` (slots, 16), ``device``, ``batching``
+    (``continuous`` | ``static``), ``order`` (``longest_first`` | ``fifo``), ``lookahead`` (samples prepared
+    ahead of admission, default 4 × batch_size), ``seed`` (the run seed mixed into every image's), ``precision``
+    (``fp32`` | ``bf16`` | ``fp16`` | ``auto``), ``stats`` (an ``EngineStats`` to read occupancy from).
+    """
+    for chunk in reconstruct_batches(data, operator, model, solver, adapter, **settings):
+        yield from chunk
