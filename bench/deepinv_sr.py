@@ -82,8 +82,9 @@ def main() -> None:
               f"{os.cpu_count()} CPUs · toy test crops 32x32, first {args.num_images}, deepinv_sr2 "
               f"(bicubic x2, reflect, noise 0.05), solver latent_dps (DDPM 1000, eta 1)\n\n"
               "| method | PSNR | SSIM | mean NFE | s/image | command |\n|---|---|---|---|---|---|\n")
+    seconds = lambda r: "—" if r["seconds_per_image"] != r["seconds_per_image"] else f"{r['seconds_per_image']:.2f}"  # noqa: E731
     body = "".join(f"| {r['name']} ({r['method']}) | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['nfe_mean']:.1f} | "
-                   f"{r['seconds_per_image']:.2f} | `{r['command']}` |\n" for r in rows)
+                   f"{seconds(r)} | `{r['command']}` |\n" for r in rows)
     results = ROOT / "bench" / "results" / "deepinv_sr.md"
     if not results.exists():
         results.write_text("# deepinv super-resolution x2 on the toy world (`bench/deepinv_sr.py`)\n")
