@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} WANDB_MODE=${WANDB_MODE:-offline} PYT
 START=$("$PY" -c "import csv, sys; r = list(csv.DictReader(open(sys.argv[1]))); \
 print(round(sum(float(x['t_start']) for x in r) / len(r)))" "$RUNS/flash/samples.csv")
 echo "Flash's mean start over $N images: $START"
-"$PY" -m flashdiff +experiment="$EXPERIMENT" adapter=fixed adapter.start="$START" num_images="$N" \
+"$PY" -m flashdiff +experiment="$EXPERIMENT" adapter=fixed adapter.t_start="$START" num_images="$N" \
   hydra.run.dir="$RUNS/fixed_$START"
 "$PY" -m flashdiff.report "$RUNS/flash" "$RUNS/fixed_$START" --out "$RUNS/report"
 {

@@ -65,9 +65,9 @@ def interpolated(num_images: int, mode: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-images", type=int, default=8)
-    parser.add_argument("--start", type=int, default=100, help="adapter.start of the fixed-start runs")
+    parser.add_argument("--start", type=int, default=100, help="adapter.t_start of the fixed-start runs")
     args = parser.parse_args()
-    common = [f"num_images={args.num_images}", f"adapter.start={args.start}"]
+    common = [f"num_images={args.num_images}", f"adapter.t_start={args.start}"]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         rows = [run_method("fixed_e0", ["adapter=fixed_e0", *common], out),

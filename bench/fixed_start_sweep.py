@@ -1,6 +1,6 @@
 """Benchmark: the non-adaptive control of the paper's Fig. 7 — quality vs. mean reverse steps for fixed starts.
 
-Runs ``adapter=fixed adapter.start=S`` for each S (every sample starts at S from the severity encoder's ẑ) and
+Runs ``adapter=fixed adapter.t_start=S`` for each S (every sample starts at S from the severity encoder's ẑ) and
 Flash itself on the same toy test images, each as its own ``python -m flashdiff`` process, and stores every
 available metric against mean NFE in bench/results/fixed_start_sweep.md (a table per run) plus
 bench/results/fixed_start_sweep.png (quality vs. mean steps, Flash's point on the same axes). Metrics a run
@@ -60,7 +60,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         flash = run_method("flash", common, out)
-        rows = [run_method(f"fixed_{s}", [*common, "adapter=fixed", f"adapter.start={s}"], out) for s in args.starts]
+        rows = [run_method(f"fixed_{s}", [*common, "adapter=fixed", f"adapter.t_start={s}"], out) for s in args.starts]
     metrics = [m for m in METRICS if flash.get(m) is not None and all(r.get(m) is not None for r in rows)]
     missing = {m: flash.get("unavailable", {}).get(m, "not computed") for m in METRICS if m not in metrics}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)

@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--experiment", default="toy_varblur")
     parser.add_argument("--num-images", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--fixed-start", type=int, default=None, help="adapter.start of the fixed control "
+    parser.add_argument("--fixed-start", type=int, default=None, help="adapter.t_start of the fixed control "
                         "(default: Flash's mean start, measured first)")
     args = parser.parse_args()
     common = [f"+experiment={args.experiment}", f"num_images={args.num_images}"]
@@ -71,7 +71,7 @@ def main() -> None:
         fixed_start = args.fixed_start if args.fixed_start is not None else mean_start
         rows.append(run_method("flash_one_at_a_time", [*common, "batch_size=1"], out))
         rows.append(run_method(f"fixed_start_{fixed_start}", [*batched, "adapter=fixed",
-                                                              f"adapter.start={fixed_start}"], out))
+                                                              f"adapter.t_start={fixed_start}"], out))
         rows.append(run_method("ae", [*batched, "adapter=ae"], out))
         rows.append(run_method("baseline_N1000", [*batched, "adapter=none"], out))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from flashdiff.errors import InputError
 from flashdiff.report import collect_runs, markdown_table
 
 
@@ -16,8 +17,11 @@ def test_table_from_run_folders(tmp_path):
     assert [r["overrides"] for r in runs] == ["adapter=none", "adapter=flash"]
     table = markdown_table(runs)
     assert "| m1 | adapter=flash | 4 | 25.90 | 0.700 | – | 74.2 | 0.500 |" in table
-    with pytest.raises(FileNotFoundError, match="no summary.json"):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty: no readable summary.json"):
         collect_runs([tmp_path / "empty"])
+    with pytest.raises(InputError, match="missing: no such file or folder"):
+        collect_runs([tmp_path / "missing"])
 
 
 def test_table1_groups_by_task_marks_the_best_and_tells_runs_apart(tmp_path):

@@ -1,8 +1,8 @@
 """Where the project lives: the repository root, its config folder, and the resolvers the configs use.
 
 Importing this module registers ``${flashdiff_root:}`` (``conf/paths/default.yaml``: every path is found from the
-installed package, so commands work from any directory) and ``${flashdiff_options:GROUP[,TEXT]}`` (the options of a
-config group, for help texts).
+installed package, so commands work from any directory) and ``${flashdiff_options:GROUP[,TEXT|!TEXT]}`` (the options of
+a config group holding, or not holding, TEXT: for help texts).
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ CONFIG_DIR = str(ROOT / "conf")
 
 
 def config_options(group: str, contains: str = "") -> str:
-    """The options of ``conf/<group>`` (file stems, sorted, comma-separated); only files holding ``contains``."""
+    """The options of ``conf/<group>`` (file stems, sorted, comma-separated); only files holding ``contains``, or
+    with ``contains = "!TEXT"`` only files without TEXT."""
     files = sorted((Path(CONFIG_DIR) / group).glob("*.yaml"))
-    return ", ".join(f.stem for f in files if contains in f.read_text())
+    lacks = contains.startswith("!")
+    return ", ".join(f.stem for f in files if (contains.lstrip("!") in f.read_text()) != lacks)
 
 
 OmegaConf.register_new_resolver("flashdiff_root", lambda: str(ROOT), replace=True)

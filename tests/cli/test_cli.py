@@ -20,10 +20,26 @@ def run_cli(*args, module="flashdiff", cwd=None, check=True):
 
 
 def test_help_and_cfg_from_any_directory(tmp_path):
-    out = run_cli("--help", cwd=tmp_path).stdout
+    from tests.conftest import ROOT
+
+    out = run_cli("--help", "num_images=8", cwd=tmp_path).stdout
     assert "python -m flashdiff" in out
-    for group in ("adapter:", "dataset:", "experiment:", "logger:", "model:", "operator:", "solver:"):
-        assert group in out
+    lines = {line.split(":")[0]: line for line in out.splitlines() if ": " in line}
+    groups = ("adapter", "dataset", "experiment", "logger", "model", "operator", "solver", "sweep")
+    for group in groups:  # the groups one picks for a reconstruction run, each with every option
+        options = set(lines[group].split(": ", 1)[1].split("  (")[0].split(", "))
+        wanted = {p.stem for p in (ROOT / "conf" / group).glob("*.yaml")}
+        if group == "experiment":
+            wanted = {w for w in wanted if not w.startswith("train_")}  # the training app's
+        if group == "sweep":
+            wanted -= {"severity_lambda_sigma", "toy_severity_lambda_sigma"}  # training sweeps
+        assert options == wanted, group
+    for other in ("train", "sweep/base", "tuned/ffhq_varblur", "paths"):  # never picked for a run
+        assert other not in lines, other
+    for key in ("num_images=8", "batch_size=16", "batching=continuous", "precision=auto", "device=auto", "seed=0",
+                "severity_encoder=", "overwrite="):
+        assert f"\n{key}" in out, key  # the stable keys with their value in this config
+    assert "_target_" not in out and "--cfg job" in out  # no config dump: it is one flag away
     job = run_cli("+experiment=toy_inpaint", "seed=3", "--cfg", "job", cwd=tmp_path).stdout
     assert "flashdiff.operators.Inpainting" in job and "seed: 3" in job
     assert "train=autoencoder" in run_cli("--help", module="flashdiff.train", cwd=tmp_path).stdout
@@ -105,7 +121,20 @@ def test_bad_input_gets_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_training_command_runs(tmp_path):
+    """The command line reaches the trainer (steps, architecture), and the saved model is the one it measured."""
+    from flashdiff.data import ToyImages
+    from flashdiff.diffusion import LatentDiffusion
+    from flashdiff.train.autoencoder import reconstruction_psnr
+
     arch = ["train.arch.block_out_channels=[8,16]", "train.arch.norm_num_groups=4"]
     run_cli("train=autoencoder", "train.loop.steps=2", "train.loop.batch_size=4", f"train.output_dir={tmp_path}/m",
             f"hydra.run.dir={tmp_path}/w", "logger=disabled", *arch, module="flashdiff.train", cwd=tmp_path)
-    assert (tmp_path / "m/vae/config.json").exists() and (tmp_path / "w/checkpoint/state.json").exists()
+    record = json.loads((tmp_path / "m/vae/training.json").read_text())
+    assert record["steps"] == 2 and record["settings"]["batch_size"] == 4
+    assert json.loads((tmp_path / "w/checkpoint/state.json").read_text())["step"] == 2  # resumable from here
+    vae = json.loads((tmp_path / "m/vae/config.json").read_text())
+    assert vae["block_out_channels"] == [8, 16] and vae["norm_num_groups"] == 4
+    model = LatentDiffusion.from_pretrained(tmp_path / "m", unet_subfolder=None)
+    assert model.scale_factor == pytest.approx(record["scale_factor"])
+    val = ToyImages("val", downscale=2, val_stride=16)  # conf/dataset/toy.yaml's val split
+    assert reconstruction_psnr(model, val).mean().item() == pytest.approx(record["val_psnr"], abs=1e-4)

@@ -16,6 +16,7 @@ def test_help_lists_the_training_groups_and_their_options(tmp_path):
     assert "train_severity_celebahq_blur" in lines["experiment"] and "toy_varblur" not in lines["experiment"]
     assert "toy_severity_lambda_sigma" in lines["sweep"] and "dps_eta" not in lines["sweep"]
     assert "solver" not in lines and "adapter" not in lines  # the reconstruction app's groups
+    assert "_target_" not in out and "--cfg job" in out  # no config dump: it is one flag away
 
 
 def test_a_severity_preset_trains_with_a_head_set_on_the_command_line(tmp_path, tiny_ldm_dir):

@@ -15,6 +15,7 @@ from flashdiff.convert import ConversionError, convert_ldm
 from flashdiff.convert.__main__ import main
 from flashdiff.convert.checkpoint import load_checkpoint, tensors_of
 from flashdiff.diffusion import LatentDiffusion, ModelNotFoundError, Schedule
+from flashdiff.errors import InputError
 from tests.conftest import ROOT
 from tests.convert.common import write_ldm
 
@@ -86,8 +87,17 @@ def test_model_config_loads_the_converted_folder_and_explains_a_missing_one(conv
 
 
 def test_lightning_objects_are_stripped_never_run(tmp_path):
-    write_ldm(tmp_path)  # the checkpoint pickles a class key, a Namespace and a callable (never_called)
-    convert_ldm(tmp_path / "model.ckpt", tmp_path / "out", config=tmp_path / "config.yaml")  # raises if it ran
+    from flashdiff.convert.checkpoint import Stripped
+
+    write_ldm(tmp_path)  # the checkpoint pickles a class key, a Namespace and a callable (never_called raises)
+    ckpt = load_checkpoint(tmp_path / "model.ckpt")
+    assert isinstance(ckpt["trap"], Stripped) and isinstance(ckpt["namespace"], Stripped)  # built inert, not run
+    (callback,) = ckpt["callbacks"]  # the pickled class key is a stand-in class, its value kept as plain data
+    assert issubclass(callback, Stripped) and callback.name == "tests.convert.common.LightningCallback"
+    assert ckpt["callbacks"][callback]["dirpath"] == "/logs" and ckpt["epoch"] == 3
+    assert all(isinstance(v, torch.Tensor) for v in ckpt["state_dict"].values())
+    out = convert_ldm(tmp_path / "model.ckpt", tmp_path / "out", config=tmp_path / "config.yaml")
+    assert LatentDiffusion.from_pretrained(out, autoencoder_subfolder="vqvae").latent_shape == (3, 16, 16)
 
 
 def test_incomplete_ema_wrong_schedule_and_mismatched_config_fail_clearly(tmp_path):
@@ -114,11 +124,33 @@ def test_command_line(tmp_path, capsys):
     write_ldm(tmp_path / "src")
     assert main(["ldm", "--ckpt", str(tmp_path / "src" / "model.ckpt"), "--out", str(tmp_path / "out")]) == 0
     assert f"model.path={tmp_path / 'out'}" in capsys.readouterr().out
-    assert main(["ldm", "--ckpt", str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "x")]) == 2
-    assert "no such checkpoint" in capsys.readouterr().err
-    assert main(["ldm", "--ckpt", str(tmp_path / "src" / "model.ckpt"), "--config", str(tmp_path / "no.yaml"),
-                 "--out", str(tmp_path / "x")]) == 2
-    assert "--config" in capsys.readouterr().err
+    with pytest.raises(InputError, match="nope.ckpt: no such checkpoint"):
+        main(["ldm", "--ckpt", str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "x")])
+    with pytest.raises(InputError, match="no.yaml: no such config file.*--config"):
+        main(["ldm", "--ckpt", str(tmp_path / "src" / "model.ckpt"), "--config", str(tmp_path / "no.yaml"),
+              "--out", str(tmp_path / "x")])
     (tmp_path / "src" / "config.yaml").unlink()  # falls back on the paper's LDM-VQ-4 config: not this tiny model
     with pytest.raises(ConversionError, match="does not fit the architecture"):
         convert_ldm(tmp_path / "src" / "model.ckpt", tmp_path / "x")
+
+
+@pytest.mark.parametrize("content, reason", [(b"", "ends early"), (b"not a checkpoint", "Unsupported operand"),
+                                             (None, "no such checkpoint file")], ids=["empty", "garbage", "folder"])
+def test_a_file_it_cannot_read_ends_in_one_line_naming_it(tmp_path, content, reason):
+    import subprocess
+    import sys
+
+    ckpt = tmp_path / "model.ckpt"
+    if content is None:
+        ckpt.mkdir()
+    else:
+        ckpt.write_bytes(content)
+    proc = subprocess.run([sys.executable, "-m", "flashdiff.convert", "ldm", "--ckpt", str(ckpt), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if "error" in x]
+    assert line.startswith(f"flashdiff.convert: error: {ckpt}") and reason in line
+    (config := tmp_path / "config.yaml").write_text("model: [\n")
+    proc = subprocess.run([sys.executable, "-m", "flashdiff.convert", "ldm", "--ckpt", str(ckpt), "--config",
+                           str(config), "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and f"error: {config}: not a YAML config" in proc.stderr

@@ -200,7 +200,7 @@ def test_sr2_flash_latent_dps_runs_end_to_end(tmp_path: Path, tiny_ldm_dir: Path
     from tests.cli.test_cli import run_cli
 
     out = tmp_path / "run"
-    run_cli("operator=deepinv_sr2", "adapter=fixed_e0", "adapter.start=100", "solver=latent_dps",
+    run_cli("operator=deepinv_sr2", "adapter=fixed_e0", "adapter.t_start=100", "solver=latent_dps",
             "solver.num_steps=4", "solver.delta=1.0", "num_images=2", f"model.path={tiny_ldm_dir}",
             f"hydra.run.dir={out}", "logger=disabled", "metrics.fd_toy=null", cwd=tmp_path)
     with open(out / "samples.csv", newline="") as f:

@@ -29,7 +29,7 @@ def make_run(folder, *, adapter="flash", operator="toy_blur_varying", noise=0.05
         writer.writerows(rows)
     config = {"seed": 0, "num_images": n, "severity_encoder": f"/models/{encoder}",
               "operator": {"_target_": operator, "noise_std": noise},
-              "adapter": {"_target_": adapter} | ({"start": start} if start is not None else {})}
+              "adapter": {"_target_": adapter} | ({"t_start": start} if start is not None else {})}
     summary = {"method": f"{adapter}(latent_dps)", "solver": "latent_dps", "adapter": adapter, "operator": operator,
                "dataset": "toy", "n_images": n, "psnr": float(np.mean([r["psnr"] for r in rows])), "ssim": 0.7,
                "lpips": None, "toy_feature_mse": 0.2, "fid": None, "fd_toy": fd,

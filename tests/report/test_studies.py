@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 STUDIES = {  # experiment -> the sweep it declares
     "toy_study_noise": {"operator.noise_std": "0.0,0.025,0.05,0.075,0.1,0.15,0.2", "adapter": "flash,none"},
     "toy_study_mismatch": {"operator": "toy_blur_varying,toy_inpaint", "study.encoder": "blur,inpaint"},
-    "toy_study_fixed_start": {"adapter.start": "10,25,50,100,200,300,500"},
+    "toy_study_fixed_start": {"adapter.t_start": "10,25,50,100,200,300,500"},
     "toy_study_contributors": {"operator": "identity,toy_blur_varying"},
     "toy_study_ordering": {},
 }

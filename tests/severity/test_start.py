@@ -75,7 +75,7 @@ def test_fixed_start_100_on_ddpm_runs_101_steps_from_step_100():
             return super().eps(z_i, i)
 
     model, y = Recording(), torch.rand(2, 3, 8, 8)
-    start = Fixed(KnownSeverity([0.01, 0.2]), start=100)(model, y, _grid(1000), generators(range(2)))
+    start = Fixed(KnownSeverity([0.01, 0.2]), t_start=100)(model, y, _grid(1000), generators(range(2)))
     assert start.nfe.tolist() == [101, 101] and start.t_start == [100, 100]
     sample(model, ddpm(), start.latents[:1], start.nfe[:1], generators([0]))
     assert calls == list(range(100, -1, -1))
@@ -112,12 +112,12 @@ def test_fixed_start_is_the_same_for_every_sample():
     model = AnalyticLDM()
     y = torch.rand(3, 3, 8, 8)
     enc = KnownSeverity([0.01, 0.1, 0.2])
-    out = Fixed(enc, start=73)(model, y, _grid(1000), generators(range(3)))
+    out = Fixed(enc, t_start=73)(model, y, _grid(1000), generators(range(3)))
     assert out.nfe.tolist() == [74] * 3 and out.t_start == [73] * 3 and out.sigma2_hat is not None
-    out = Fixed(enc, start=73)(model, y, _grid(20), generators(range(3)))
+    out = Fixed(enc, t_start=73)(model, y, _grid(20), generators(range(3)))
     assert out.t_start == [51] * 3 and out.nfe.tolist() == [2] * 3  # nearest DDIM-20 step: 51, then 1
-    with pytest.raises(ValueError, match="adapter.start"):
-        Fixed(enc, start=1000)(model, y, _grid(1000), generators(range(3)))
+    with pytest.raises(ValueError, match="adapter.t_start"):
+        Fixed(enc, t_start=1000)(model, y, _grid(1000), generators(range(3)))
 
 
 def test_baseline_and_ae():

@@ -18,12 +18,17 @@ def test_paper_architecture_is_app_a():
 
 
 @pytest.mark.parametrize("size", [32, 20])  # 20 is padded to the window size inside and cropped back
-def test_output_has_the_input_shape(size):
+def test_output_is_y_plus_a_learned_residual_at_the_input_size(size):
     torch.manual_seed(0)
     net = SwinIRRestorer(TINY_SWINIR).eval()
     y = torch.rand(2, 3, size, size)
     with torch.no_grad():
-        assert net(y).shape == y.shape
+        x_hat = net(y)
+        assert x_hat.shape == y.shape and (x_hat - y).abs().max() > 1e-2  # random weights: a residual
+        net.net.conv_last.weight.zero_()
+        net.net.conv_last.bias.zero_()
+        # x̂ = y + conv_last(features): with the last conv zero it returns y itself, pixel for pixel after the crop
+        torch.testing.assert_close(net(y), y, rtol=0, atol=1e-6)
 
 
 def test_restoration_setting_cannot_be_overridden():

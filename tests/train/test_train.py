@@ -14,19 +14,36 @@ from tests.conftest import TINY_AE, TINY_UNET
 
 
 def test_autoencoder_then_latent_ddpm_train_save_and_load(tmp_path):
+    from diffusers import UNet2DModel
+
+    from flashdiff.train.autoencoder import reconstruction_psnr
+
     train_set, val_set = ToyImages("train", length=64), ToyImages("val")
+    torch.manual_seed(0)
+    untrained = LatentDiffusion(build_autoencoder(TINY_AE, 32), None, 1.0)
+    torch.manual_seed(0)  # train_autoencoder starts from the same weights
     settings = LoopSettings(steps=3, batch_size=8, lr=1e-3, warmup_steps=1, checkpoint_every=2)
     job = TrainingJob(train_set, val_set, tmp_path / "m", tmp_path / "w_ae")
     result = train_autoencoder(job, arch=TINY_AE, kl_weight=1e-6, loop=settings)
-    assert result["scale_factor"] > 0 and result["val_psnr"] > 0
     assert json.loads((tmp_path / "m/vae/config.json").read_text())["scaling_factor"] == result["scale_factor"]
     ldm = LatentDiffusion.from_pretrained(tmp_path / "m", unet_subfolder=None)
+    saved_psnr = reconstruction_psnr(ldm, val_set).mean().item()
+    assert saved_psnr == pytest.approx(result["val_psnr"], abs=1e-4)  # the record is the saved model's
+    assert saved_psnr > reconstruction_psnr(untrained, val_set).mean().item() + 0.5  # 3 steps already help (~1.3 dB)
+    with torch.no_grad():  # the scale factor brings the training latents to unit variance
+        assert ldm.encode(torch.stack([train_set[k]["x"] for k in range(64)])).std().item() == pytest.approx(1.0)
     settings = LoopSettings(steps=3, batch_size=8, lr=1e-3, warmup_steps=1, ema_decay=0.9, checkpoint_every=2)
+    c, h, _ = ldm.latent_shape
+    torch.manual_seed(1)
+    init = UNet2DModel(sample_size=h, in_channels=c, out_channels=c, **TINY_UNET).state_dict()
+    torch.manual_seed(1)  # train_latent_ddpm starts from these weights
     train_latent_ddpm(TrainingJob(train_set, val_set, tmp_path / "m", tmp_path / "w_ddpm"), ldm, arch=TINY_UNET,
                       loop=settings)
     full = LatentDiffusion.from_pretrained(tmp_path / "m")
-    assert (tmp_path / "m/unet/diffusion_pytorch_model.safetensors").exists()
     assert json.loads((tmp_path / "m/scheduler/scheduler_config.json").read_text())["beta_end"] == 0.0195
+    assert json.loads((tmp_path / "m/unet/training.json").read_text())["steps"] == 3
+    trained = full.unet.state_dict()
+    assert trained.keys() == init.keys() and any(not torch.equal(trained[k], v) for k, v in init.items())
     z = torch.randn(2, *full.latent_shape)
     with torch.no_grad():
         assert full.eps(z, torch.tensor([5, 500])).shape == z.shape

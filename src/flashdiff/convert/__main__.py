@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
+import yaml
+
+from flashdiff.console import ArgumentParser, run
 from flashdiff.convert.checkpoint import UnsafeCheckpointError
 from flashdiff.convert.ldm import convert_ldm
 from flashdiff.convert.mapping import ConversionError
 from flashdiff.convert.severity import convert_severity_encoder
+from flashdiff.errors import InputError
 
 EXAMPLES = """examples:
   python -m flashdiff.convert ldm --ckpt ldm/models/ldm/lsun_beds256/model.ckpt --out models/ldm_lsun_bedrooms256
@@ -19,7 +22,7 @@ EXAMPLES = """examples:
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m flashdiff.convert", description=__doc__, epilog=EXAMPLES,
+    parser = ArgumentParser(prog="python -m flashdiff.convert", description=__doc__, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="kind", required=True)
     ldm = sub.add_parser("ldm", help="latent-diffusion model.ckpt + config.yaml -> vqvae/ unet/ scheduler/")
@@ -38,6 +41,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Convert one checkpoint; a file that cannot be read (or does not fit) is an ``InputError`` naming it."""
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -48,11 +52,12 @@ def main(argv: list[str] | None = None) -> int:
             out = convert_severity_encoder(args.ckpt, args.out, ldm_config=args.ldm_config,
                                            scale_factor=args.scale_factor)
             print(f"converted: {out}; run with severity_encoder={out}")
-    except (ConversionError, UnsafeCheckpointError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (ConversionError, UnsafeCheckpointError, OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        text = " ".join(str(err).split("\n"))
+        files = [f for f in (args.ckpt, getattr(args, "config", None), getattr(args, "ldm_config", None)) if f]
+        raise InputError(text if any(f in text for f in files) else f"{args.ckpt}: {text}") from err
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main, "flashdiff.convert")

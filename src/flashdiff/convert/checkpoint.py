@@ -80,14 +80,18 @@ def load_checkpoint(path: str | Path, max_stand_ins: int = 200) -> dict[str, Any
         try:
             ckpt = _load(path, names)
             break
+        except EOFError:
+            raise UnsafeCheckpointError(f"{path}: the file ends early (empty or cut short); fetch it again") from None
         except (pickle.UnpicklingError, RuntimeError) as err:
             found = UNSUPPORTED.search(str(err))  # a global the static scan could not see (legacy format)
             if found and found.group(1) not in names and len(names) < max_stand_ins:
                 names.append(found.group(1))
                 continue
             lines = [line for line in str(err).splitlines() if line.strip()]
-            reason = next((line for line in lines if "GLOBAL" in line), lines[-1] if lines else type(err).__name__)
-            raise UnsafeCheckpointError(f"{path}: cannot be read with torch.load(weights_only=True): {reason} "
+            reason = next((line for line in lines if "GLOBAL" in line or line.startswith("Unsupported")),
+                          lines[-1] if lines else type(err).__name__)  # e.g. "Unsupported operand": not a checkpoint
+            reason = reason.rstrip(".")
+            raise UnsafeCheckpointError(f"{path}: cannot be read with torch.load(weights_only=True): {reason}. "
                                         "flashdiff never unpickles arbitrary objects; re-save its state_dict (tensors "
                                         "only) with torch.save or safetensors in an environment you trust.") from err
     if names:

@@ -38,7 +38,10 @@ def read_config(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such config file (latent-diffusion keeps it as "
                                 "models/ldm/<name>/config.yaml in its repository; pass --config)")
-    cfg = yaml.safe_load(path.read_text())
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConversionError(f"{path}: not a YAML config ({' '.join(str(err).split())})") from err
     try:
         model = cfg["model"]
         return {"target": model.get("target"), **model["params"]}

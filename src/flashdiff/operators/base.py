@@ -1,4 +1,4 @@
-"""Shared operator plumbing: seeded per-sample severity ``t`` and the noise of ``y = A(x) + n``."""
+"""Shared operator plumbing: seeded per-sample severity (B,) in [0, 1] and the noise of ``y = A(x) + n``."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def uniform(shape: Sequence[int], generator: torch.Generator | None) -> Tensor:
 
 def draw_severity(generators: list[torch.Generator | None],
                   severity_range: tuple[float, float]) -> Tensor:
-    """Severity ``t_b ~ U[lo, hi]`` (lo == hi gives exactly lo), one per generator: (B,) float32."""
+    """Severity ``severity_b ~ U[lo, hi]`` (lo == hi gives exactly lo), one per generator: (B,) float32."""
     lo, hi = severity_range
     u = torch.tensor([float(uniform((), g)) for g in generators], dtype=torch.float64)
     return (lo + (hi - lo) * u).float()
@@ -89,7 +89,7 @@ class NoisyOperator(nn.Module):
     def _draw_severity(self, seeds: Tensor | None, batch: int, train: bool,
                        generator: torch.Generator | None,
                        ) -> tuple[Tensor, list[torch.Generator | None]]:
-        """Per-sample generators and severity ``t`` (B,) from the train or test range."""
+        """Per-sample generators and severity (B,) from the train or test range."""
         gens = per_sample_generators(seeds, batch, generator)
         rng = self.train_severity_range if train else self.severity_range
         return draw_severity(gens, rng), gens
@@ -102,5 +102,5 @@ class NoisyOperator(nn.Module):
         return y + self.noise_std * measurement_noise(y, seeds)
 
     def severity(self, params: Params) -> Tensor:
-        """Ground-truth severity ``t`` (B,) in [0, 1]."""
+        """Ground-truth severity (B,) in [0, 1]."""
         return params["severity"]

@@ -1,4 +1,5 @@
-"""Gaussian blur ``A x = k_t * pad(x)``: std ``min_std + t (max_std - min_std)`` per sample, reflect pad, FFT conv."""
+"""Gaussian blur ``A x = k * pad(x)``: kernel std ``min_std + severity (max_std - min_std)`` per sample, reflect
+padding, FFT convolution."""
 
 from __future__ import annotations
 
@@ -87,9 +88,9 @@ def blur_adjoint(y: Tensor, kernel: Tensor) -> Tensor:
 
 
 class GaussianBlur(NoisyOperator):
-    """Gaussian blur, kernel std ``min_std + t (max_std - min_std)`` per sample, shared by channels, plus noise.
+    """Gaussian blur, kernel std ``min_std + severity (max_std - min_std)`` per sample, shared by channels, plus noise.
 
-    ``min_std = 0`` is the paper's std ~ U[0, max_std]; ``min_std = 0.3`` the authors' code (0.3 + 2.7 t).
+    ``min_std = 0`` is the paper's std ~ U[0, max_std]; ``min_std = 0.3`` the authors' code (0.3 + 2.7 severity).
     """
 
     def __init__(self, kernel_size: int = 61, max_std: float = 3.0,
@@ -112,11 +113,11 @@ class GaussianBlur(NoisyOperator):
     def draw(self, seeds: Tensor | None, shape: tuple[int, ...], *, train: bool = False,
              generator: torch.Generator | None = None) -> Params:
         """Params for a (B, C, H, W) batch: ``severity``, ``std`` (B,), ``kernel`` (B, k, k)."""
-        t, _ = self._draw_severity(seeds, shape[0], train, generator)
-        std = self.min_std + t * (self.max_std - self.min_std)  # min_std 0: exactly t * max_std
+        severity, _ = self._draw_severity(seeds, shape[0], train, generator)
+        std = self.min_std + severity * (self.max_std - self.min_std)  # min_std 0: exactly severity * max_std
         device = params_device(seeds, generator)
         kernel = gaussian_kernels(std, self.kernel_size)
-        return {"severity": t.to(device), "std": std.to(device), "kernel": kernel.to(device)}
+        return {"severity": severity.to(device), "std": std.to(device), "kernel": kernel.to(device)}
 
     def A(self, x: Tensor, params: Params) -> Tensor:
         """Blurred image (B, C, H, W), same size as ``x``."""

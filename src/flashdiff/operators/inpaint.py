@@ -1,4 +1,4 @@
-"""Random inpainting ``A x = m * x``: per-pixel mask shared by channels, t * max_missing missing."""
+"""Random inpainting ``A x = m * x``: per-pixel mask shared by channels, severity * max_missing missing."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 class Inpainting(NoisyOperator):
-    """Random inpainting: keep pixel (h, w) iff ``u_hw >= t * max_missing``, ``u ~ U[0, 1]``."""
+    """Random inpainting: keep pixel (h, w) iff ``u_hw >= severity * max_missing``, ``u ~ U[0, 1]``."""
 
     def __init__(self, max_missing: float = 0.8, severity_range: Sequence[float] = (0.875, 1.0),
                  train_severity_range: Sequence[float] = (0.0, 1.0),
@@ -28,14 +28,14 @@ class Inpainting(NoisyOperator):
     def draw(self, seeds: Tensor | None, shape: tuple[int, ...], *, train: bool = False,
              generator: torch.Generator | None = None) -> Params:
         """Params for (B, C, H, W): ``severity``, ``missing`` (B,), ``mask`` (B, 1, H, W)."""
-        t, gens = self._draw_severity(seeds, shape[0], train, generator)
-        missing = t * self.max_missing
+        severity, gens = self._draw_severity(seeds, shape[0], train, generator)
+        missing = severity * self.max_missing
         h, w = shape[-2:]
-        u = [uniform((h, w), g).cpu() for g in gens]  # after t, from the same per-sample stream
+        u = [uniform((h, w), g).cpu() for g in gens]  # after the severity, from the same per-sample stream
         u = torch.stack(u) if u else torch.zeros(0, h, w)
         mask = (u >= missing[:, None, None]).float()[:, None]  # (B, 1, H, W)
         device = params_device(seeds, generator)
-        return {"severity": t.to(device), "missing": missing.to(device), "mask": mask.to(device)}
+        return {"severity": severity.to(device), "missing": missing.to(device), "mask": mask.to(device)}
 
     def A(self, x: Tensor, params: Params) -> Tensor:
         """Masked image (B, C, H, W)."""

@@ -134,12 +134,12 @@ class KernelWizard(nn.Module):
 
 
 class NonlinearBlur(NoisyOperator):
-    """``A(x) = clamp(2 K((x + 1) / 2, k) - 1, -1, 1)`` blended with ``x`` by the severity ``t`` (``t = 1``: all of it).
+    """``A(x) = clamp(2 K((x + 1) / 2, k) - 1, -1, 1)`` blended with ``x`` by the severity (1: all of it).
 
-    Test severity is 1 (the authors' operator). Training may draw ``t`` over a range (``train_severity_range``): the
-    authors train on full-strength kernels only; a blend ``x + t (A(x) - x)`` gives the severity encoder a severity
-    to rank. The kernel code of sample ``b`` is the first draw of ``Generator(seed_b)``, so run seed 0 gives the
-    authors' kernel for the same image id.
+    Test severity is 1 (the authors' operator). Training may draw the severity over a range
+    (``train_severity_range``): the authors train on full-strength kernels only; a blend ``x + severity (A(x) - x)``
+    gives the severity encoder a severity to rank. The kernel code of sample ``b`` is the first draw of
+    ``Generator(seed_b)``, so run seed 0 gives the authors' kernel for the same image id.
     """
 
     linear = False  # no transpose: PSLD refuses this operator
@@ -169,17 +169,17 @@ class NonlinearBlur(NoisyOperator):
         size = self.network.code_shape(*shape[-2:])
         codes = [torch.randn(size, generator=g, device=g.device if g is not None else "cpu").cpu() for g in gens]
         code = torch.stack(codes) * self.code_scale if codes else torch.zeros(0, *size)
-        t = draw_severity(gens, self.train_severity_range if train else self.severity_range)
+        severity = draw_severity(gens, self.train_severity_range if train else self.severity_range)
         device = params_device(seeds, generator)
-        return {"severity": t.to(device), "code": code.to(device)}
+        return {"severity": severity.to(device), "code": code.to(device)}
 
     def A(self, x: Tensor, params: Params) -> Tensor:
         """Blurred image (B, 3, H, W); differentiable in ``x`` (the network is frozen)."""
         net_dtype = next(self.network.parameters()).dtype
         blurred = self.network.adapt(((x + 1.0) / 2.0).to(net_dtype), params["code"].to(x.device, net_dtype))
         blurred = (2.0 * blurred - 1.0).clamp(-1.0, 1.0).to(x.dtype)  # the authors' double rescale
-        t = params["severity"].to(x).view(-1, 1, 1, 1)
-        return torch.lerp(x, blurred, t)  # exactly `blurred` at t = 1
+        severity = params["severity"].to(x).view(-1, 1, 1, 1)
+        return torch.lerp(x, blurred, severity)  # exactly `blurred` at severity 1
 
     def A_adjoint(self, y: Tensor, params: Params) -> Tensor:
         """Not defined: the operator is nonlinear."""

@@ -1,34 +1,37 @@
 """``python -m flashdiff.report RUN_DIR... [--out DIR]``: Table 1 and the paper's figures from run records (single
-runs, multiruns, severity studies) into a folder it prints; also prints the side-by-side table of the runs."""
+runs, multiruns, severity studies) into a folder it prints; also prints the side-by-side table of the runs.
+``python -m flashdiff.report select SWEEP_DIR ...`` is ``python -m flashdiff.select``."""
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
-from flashdiff.report.build import build_report
-from flashdiff.report.table import collect_runs, markdown_table
+from flashdiff.console import ArgumentParser, run
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["select"]:  # python -m flashdiff.report select SWEEP_DIR ... = python -m flashdiff.select
-        from flashdiff.select import main as select
+def main(argv: list[str]) -> None:
+    """Build the report of the runs named in ``argv`` (or run ``select`` on a sweep folder)."""
+    if argv[:1] == ["select"]:
+        from flashdiff.report.select import main as select
 
-        return select(sys.argv[2:])
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        return select(argv[1:])
+    from flashdiff.report.build import build_report
+    from flashdiff.report.runs import collect
+    from flashdiff.report.table import markdown_table, table_row
+
+    parser = ArgumentParser(prog="python -m flashdiff.report", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="run folders, multirun folders, severity-study folders or files")
     parser.add_argument("--out", default=None, help="report folder (default: outputs/report/<date>_<time>)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    runs, _ = collect(args.runs)  # every path checked before anything is printed or written
+    if runs:
+        print(markdown_table([table_row(r) for r in runs]))
     out = Path(args.out or f"outputs/report/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
-    summaries = [p for p in args.runs if any(Path(p).rglob("summary.json")) or Path(p).name == "summary.json"]
-    if summaries:
-        print(markdown_table(collect_runs(summaries)))
     print(f"report written to {build_report(args.runs, out)}")
 
 
 if __name__ == "__main__":
-    main()
+    run(main, "flashdiff.report")

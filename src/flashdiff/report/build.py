@@ -32,9 +32,9 @@ def _figures(runs: list[Run], studies: list[Path], out: Path) -> dict[str, Calla
 
 def build_report(paths: list[str | Path], out: str | Path) -> Path:
     """Read the runs and studies under ``paths``, write tables, figures and ``report.md`` into ``out``; returns it."""
+    runs, studies = collect(paths)  # a path without runs fails here, before the report folder exists
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runs, studies = collect(paths)
     if len(distinct := unique(runs)) < len(runs):
         log.info("%d runs repeat an experiment already read (same config); each is counted once",
                  len(runs) - len(distinct))

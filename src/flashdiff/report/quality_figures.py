@@ -38,7 +38,7 @@ def quality_vs_steps(runs: list[Run], out: Path) -> list[Path]:
     usable = {k: v for k, v in groups.items() if sum(r.adapter in FIXED_ADAPTERS for r in v) >= 2
               and any(r.adapter in FLASH_ADAPTERS for r in v)}
     if not usable:
-        raise NoDataError("needs >= 2 fixed-start runs (adapter=fixed adapter.start=...) and a Flash run on the "
+        raise NoDataError("needs >= 2 fixed-start runs (adapter=fixed adapter.t_start=...) and a Flash run on the "
                           "same operator, σ_y, images and seed (+experiment=toy_study_fixed_start and "
                           "+experiment=toy_varblur)")
     paths = []
@@ -47,7 +47,7 @@ def quality_vs_steps(runs: list[Run], out: Path) -> list[Path]:
         fig, axes = grid(len(metrics))
         fixed = sorted([r for r in members if r.adapter in FIXED_ADAPTERS], key=lambda r: r.get("nfe_mean"))
         for ax, (key, name) in zip(axes, metrics):
-            pts = [(r.get("nfe_mean"), r.get(key), r.config("adapter", "start"))
+            pts = [(r.get("nfe_mean"), r.get(key), r.t_start)
                    for r in fixed if r.get(key) is not None]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="tab:blue", label="fixed start i'")

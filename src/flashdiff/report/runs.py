@@ -1,13 +1,14 @@
-"""Run records as the report reads them: ``summary.json`` + ``samples.csv`` of single runs and multiruns, and the
-``severity_study.csv`` files of ``python -m flashdiff.severity_study`` -- always from files."""
+"""Run records as the report reads them: ``summary.json`` + ``samples.csv`` of single runs and multiruns (through
+``flashdiff.report.folders``), and the ``severity_study.csv`` files of ``python -m flashdiff.severity_study`` -- always
+from files."""
 
 from __future__ import annotations
 
-import csv
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from flashdiff.errors import InputError
+from flashdiff.report.folders import RunFolder, find_runs
 
 SOLVER_NAMES = {"latent_dps": "Latent-DPS", "latent_dps_ddim": "Latent-DPS (DDIM)", "gml_dps": "GML-DPS",
                 "psld": "PSLD", "resample": "ReSample", "dps": "DPS", "ddim": "DDIM", "ddpm": "DDPM",
@@ -16,38 +17,9 @@ FLASH_ADAPTERS = ("flash", "flash_ddim_encoding")
 FIXED_ADAPTERS = ("fixed", "fixed_e0")
 
 
-@dataclass
-class Run:
-    """One reconstruction run: its summary, folder and overrides; ``rows`` (samples.csv) read on first use."""
-
-    summary: dict[str, Any]
-    folder: Path
-    overrides: str = ""
-    _rows: list[dict[str, str]] | None = field(default=None, repr=False)
-
-    @property
-    def rows(self) -> list[dict[str, str]]:
-        """Rows of ``samples.csv`` (any column set, so older runs read too); empty when there is none."""
-        if self._rows is None:
-            path = self.folder / "samples.csv"
-            self._rows = []
-            if path.exists():
-                with open(path, newline="") as f:
-                    self._rows = list(csv.DictReader(f))
-        return self._rows
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """A summary value."""
-        return self.summary.get(key, default)
-
-    def config(self, *keys: str, default: Any = None) -> Any:
-        """A value of the run's resolved config, e.g. ``run.config("operator", "noise_std")``."""
-        node: Any = self.summary.get("config") or {}
-        for k in keys:
-            if not isinstance(node, dict) or k not in node:
-                return default
-            node = node[k]
-        return node
+class Run(RunFolder):
+    """One reconstruction run (``RunFolder``) with what the report reads off it: adapter, σ_y, severity encoder,
+    fixed start, numeric ``samples.csv`` columns."""
 
     @property
     def adapter(self) -> str:
@@ -63,8 +35,13 @@ class Run:
     @property
     def encoder(self) -> str:
         """The severity encoder's folder name (empty when the adapter uses none)."""
-        return Path(str(self.summary.get("config", {}).get("severity_encoder") or "")).name \
-            if self.adapter not in ("none",) else ""
+        return Path(str(self.config("severity_encoder") or "")).name if self.adapter not in ("none",) else ""
+
+    @property
+    def t_start(self) -> int | None:
+        """The fixed start step i' of a fixed-start run (``adapter.t_start``; ``adapter.start`` in older runs)."""
+        value = self.config("adapter", "t_start", default=self.config("adapter", "start"))
+        return None if value is None else int(value)
 
     def column(self, key: str) -> list[float | None]:
         """A numeric column of ``samples.csv``; None for empty cells."""
@@ -82,8 +59,7 @@ def method_label(run: Run) -> str:
     if adapter == "flash_ddim_encoding":
         return f"Flash-DDIM-enc({solver})"
     if adapter in FIXED_ADAPTERS:
-        start = run.config("adapter", "start")
-        return f"Fixed{'-E0' if adapter == 'fixed_e0' else ''} i'={start} ({solver})"
+        return f"Fixed{'-E0' if adapter == 'fixed_e0' else ''} i'={run.t_start} ({solver})"
     if adapter == "ae":
         return "AE"
     return str(run.get("method"))
@@ -106,22 +82,16 @@ def unique(runs: list[Run]) -> list[Run]:
 
 
 def collect(paths: list[str | Path]) -> tuple[list[Run], list[Path]]:
-    """Every run (``summary.json``) and severity study (``severity_study.csv``) under the given folders or files."""
+    """Every run (``summary.json``; unreadable ones skipped with a warning) and severity study
+    (``severity_study.csv``) under the given folders or files; ``InputError`` naming a path that holds neither."""
     runs, studies = [], []
     for path in map(Path, paths):
-        if path.is_file():
-            found = [path]
-        else:
-            found = sorted([*path.rglob("summary.json"), *path.rglob("severity_study.csv")])
-        if not found:
-            raise FileNotFoundError(f"{path}: no summary.json or severity_study.csv (is it a flashdiff run, multirun "
-                                    "or severity study folder?)")
-        for f in found:
-            if f.name == "severity_study.csv":
-                studies.append(f)
-                continue
-            overrides = f.parent / ".hydra" / "overrides.yaml"
-            changed = [line[2:].strip() for line in overrides.read_text().splitlines() if line.startswith("- ")] \
-                if overrides.exists() else []
-            runs.append(Run(json.loads(f.read_text()), f.parent, " ".join(changed)))
+        found = find_runs(path, ("summary.json",), kind=Run)
+        found_studies = [path] if path.name == "severity_study.csv" else (
+            sorted(path.rglob("severity_study.csv")) if path.is_dir() else [])
+        if not found and not found_studies:
+            raise InputError(f"{path}: no summary.json or severity_study.csv (is it a flashdiff run, multirun or "
+                             "severity study folder?)")
+        runs += [r for r in found if r.summary]
+        studies += found_studies
     return runs, studies

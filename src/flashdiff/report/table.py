@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from flashdiff.errors import InputError
+from flashdiff.report.folders import RunFolder, find_runs
 from flashdiff.report.runs import Run, method_label
 
 COLUMNS = (("method", "method", "{}"), ("overrides", "overrides", "{}"), ("n", "n_images", "{}"),
@@ -18,18 +19,20 @@ COLUMNS = (("method", "method", "{}"), ("overrides", "overrides", "{}"), ("n", "
 
 
 def collect_runs(paths: list[str | Path]) -> list[dict[str, Any]]:
-    """Every ``summary.json`` under the given run or multirun folders, with its folder as ``"run_dir"``."""
+    """Every ``summary.json`` under the given run or multirun folders (``flashdiff.report.folders``), each with its
+    folder as ``"run_dir"`` and its command-line overrides as ``"overrides"``; ``InputError`` for a path with none."""
     runs = []
     for path in map(Path, paths):
-        files = [path] if path.name == "summary.json" else sorted(path.rglob("summary.json"))
-        if not files:
-            raise FileNotFoundError(f"{path}: no summary.json (is it a flashdiff run or multirun folder?)")
-        for f in files:
-            overrides = f.parent / ".hydra" / "overrides.yaml"
-            changed = [line[2:].strip() for line in overrides.read_text().splitlines() if line.startswith("- ")] \
-                if overrides.exists() else []
-            runs.append(json.loads(f.read_text()) | {"run_dir": str(f.parent), "overrides": " ".join(changed)})
+        found = [r for r in find_runs(path, ("summary.json",)) if r.summary]
+        if not found:
+            raise InputError(f"{path}: no readable summary.json (is it a flashdiff run or multirun folder?)")
+        runs += [table_row(r) for r in found]
     return runs
+
+
+def table_row(run: RunFolder) -> dict[str, Any]:
+    """A run's summary with its folder as ``"run_dir"`` and its command-line overrides as ``"overrides"``."""
+    return run.summary | {"run_dir": str(run.folder), "overrides": " ".join(run.arguments)}
 
 
 def _fmt(fmt: str, value: Any) -> str:
@@ -73,9 +76,9 @@ def row_labels(runs: list[Run]) -> list[str]:
             for k in same:
                 labels[k] = f"{label} [encoder {runs[k].encoder}]"
             continue
-        common = set.intersection(*(set(runs[k].overrides.split()) for k in same))
+        common = set.intersection(*(set(runs[k].arguments) for k in same))
         for k in same:
-            extra = " ".join(t for t in runs[k].overrides.split() if t not in common)
+            extra = " ".join(t for t in runs[k].arguments if t not in common)
             labels[k] = f"{label} [{extra or runs[k].folder.name}]"
     return labels
 

@@ -92,21 +92,21 @@ class Flash(nn.Module):
 
 class Fixed(nn.Module):
     """``adapter=fixed`` / ``fixed_e0`` (paper Fig. 7, App. B): every sample starts at the grid step nearest to
-    training step ``start`` from ẑ (the severity encoder's, or ``E0(y)`` with ``encoder=None``: a CCDF/SDEdit-style
-    warm start) with the forward-diffusion variance ``c (1 - ᾱ)`` of that step."""
+    training step ``t_start`` (i') from ẑ (the severity encoder's, or ``E0(y)`` with ``encoder=None``: a
+    CCDF/SDEdit-style warm start) with the forward-diffusion variance ``c (1 - ᾱ)`` of that step."""
 
-    def __init__(self, encoder: nn.Module | None = None, start: int = 100, c: float = 1.0) -> None:
+    def __init__(self, encoder: nn.Module | None = None, t_start: int = 100, c: float = 1.0) -> None:
         super().__init__()
-        self.encoder, self.start, self.c = encoder, int(start), float(c)
+        self.encoder, self.t_start, self.c = encoder, int(t_start), float(c)
 
     @torch.no_grad()
     def forward(self, model: LatentModel, y: Tensor, grid: Tensor, generators: Sequence[torch.Generator]) -> Start:
         from flashdiff.errors import ConfigError
 
-        if not 0 <= self.start < model.schedule.num_steps:
-            raise ConfigError(f"adapter.start={self.start} must lie in [0, {model.schedule.num_steps - 1}]")
+        if not 0 <= self.t_start < model.schedule.num_steps:
+            raise ConfigError(f"adapter.t_start={self.t_start} must lie in [0, {model.schedule.num_steps - 1}]")
         z_hat, sigma2 = _encode(model, self.encoder, y)
-        k = (grid - self.start).abs().argmin().expand(y.shape[0])  # the grid step nearest to ``start``
+        k = (grid - self.t_start).abs().argmin().expand(y.shape[0])  # the grid step nearest to ``t_start``
         level = 1.0 - model.schedule.abar(grid[k])  # (B,) float64
         out = _start_at(model, z_hat, k, grid, self.c, level, generators)
         out.sigma2_hat = sigma2
