@@ -7,7 +7,9 @@ not. Each measurement runs in its own child process (so its peak memory is its o
 - ``encoder``: one severity-encoder forward (what Flash adds per image);
 - ``latent_dps``: one Latent-DPS DDPM step (UNet forward, decoder, backward through both);
 - ``resample_step``: one plain ReSample DDIM step (no gradient);
-- ``resample_dc_iteration``: one Adam iteration of ReSample's hard data consistency (decoder forward + backward).
+- ``resample_dc_iteration``: one Adam iteration of ReSample's hard data consistency (decoder forward + backward);
+- ``latent_dps_checkpointed``: ``latent_dps`` with activation checkpointing of the UNet's blocks and the decoder
+  (``memory.checkpoint_unet``, ``memory.checkpoint_decoder``): the same step, less activation memory.
 
 Appends a table with date, commit and machine to bench/results/real_size.md, plus seconds per image projected
 for the paper's NFE (FFHQ varying blur: Flash(Latent-DPS) 100.3, Flash(ReSample) 49.9; hard data consistency
@@ -34,7 +36,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("encoder", "latent_dps", "resample_step", "resample_dc_iteration")
-UNITS = {"encoder": "forward", "latent_dps": "step", "resample_step": "step", "resample_dc_iteration": "iteration"}
+EXTRA_METHODS = ("latent_dps_checkpointed",)  # memory.checkpoint_unet + memory.checkpoint_decoder
+UNITS = {"encoder": "forward", "latent_dps": "step", "resample_step": "step", "resample_dc_iteration": "iteration",
+         "latent_dps_checkpointed": "step"}
 
 
 def workload(method: str, batch: int, steps: int, model_dir: str, device: torch.device):
@@ -60,7 +64,9 @@ def workload(method: str, batch: int, steps: int, model_dir: str, device: torch.
     if method == "encoder":
         encoder = SeverityEncoder.from_latent_diffusion(model).requires_grad_(False).eval().to(device)
         return lambda: [encoder(y) for _ in range(steps)]
-    if method == "latent_dps":
+    if method == "latent_dps_checkpointed":
+        model.configure(checkpoint_unet=True, checkpoint_decoder=True)
+    if method in ("latent_dps", "latent_dps_checkpointed"):
         return lambda: sample(model, latent_dps(num_steps=1000, eta=1.0), z, start, gens, op=op, y=y, params=params)
     if method == "resample_step":  # max_iters=0: the last step's hard data consistency does nothing
         return lambda: sample(model, resample(num_steps=500, delta=1.0, max_iters=0), z, start, gens, op=op, y=y,
@@ -146,7 +152,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cuda or cpu")
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="default: 1 16 on CUDA, 1 on CPU")
     parser.add_argument("--steps", type=int, help="units timed per measurement (default: 5 on CUDA, 1 on CPU)")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS + EXTRA_METHODS, default=list(METHODS))
     parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=None,
                         help="run each workload once before timing (default: on CUDA only)")
     parser.add_argument("--child", nargs=2, metavar=("METHOD", "BATCH"), help=argparse.SUPPRESS)

@@ -117,10 +117,9 @@ def _checked_solver(cfg: DictConfig) -> Any:
     from flashdiff.validate import check_config
 
     restorer = str(cfg.solver.get("_target_", "")).endswith(".from_pretrained")
-    solver = None if restorer else instantiate(cfg.solver)
     choices = dict(HydraConfig.get().runtime.choices)
-    check_config(OmegaConf.to_container(cfg, resolve=True), solver, choices)
-    return solver
+    return check_config(OmegaConf.to_container(cfg, resolve=True), choices,
+                        None if restorer else lambda: instantiate(cfg.solver))
 
 
 def _reconstruct(cfg: DictConfig, out: Path, dataset: Any, solver: Any, config: dict, run: Any) -> dict:
@@ -134,7 +133,8 @@ def _reconstruct(cfg: DictConfig, out: Path, dataset: Any, solver: Any, config: 
 
     device = process_device(resolve_device(cfg.device))
     op = instantiate(cfg.operator).to(device)
-    model = instantiate(cfg.model).to(device)
+    memory = OmegaConf.to_container(cfg.memory, resolve=True) if "memory" in cfg else {}
+    model = instantiate(cfg.model).to(device).configure(**memory, compile=bool(cfg.get("compile", False)))
     solver = solver if solver is not None else instantiate(cfg.solver).to(device).eval()
     adapter = instantiate(cfg.adapter).to(device).eval()
     if hasattr(solver, "check"):
@@ -181,11 +181,25 @@ def preflight(cfg: DictConfig) -> Any:
             resolve_model_path(str(cfg.model.path), subfolders, config_key=f"{key}.path")
         except ModelNotFoundError as err:
             problems.append(f"{key}={choice}: {err}")
+    problems += _missing_folders(cfg)
     if problems:
         from flashdiff.errors import InputError
 
         raise InputError("missing inputs: " + "; ".join(problems))
     return dataset
+
+
+def _missing_folders(cfg: DictConfig) -> list[str]:
+    """Weight folders the adapter or solver will load (``severity_encoder``, ``solver.folder``) that are not there."""
+    from flashdiff.weights import CONFIG_NAME, WEIGHTS_NAME
+
+    wanted = {"severity_encoder": OmegaConf.select(cfg, "adapter.encoder.folder"),
+              "solver.folder": OmegaConf.select(cfg, "solver.folder")}
+    how = {"severity_encoder": "train one with `python -m flashdiff.train train=severity_blur` or point "
+                               "severity_encoder at one",
+           "solver.folder": "train one with `python -m flashdiff.train train=swinir` or point solver.folder at one"}
+    return [f"{key}={folder}: no {CONFIG_NAME} + {WEIGHTS_NAME} there; {how[key]}" for key, folder in wanted.items()
+            if folder and not ((Path(folder) / CONFIG_NAME).exists() and (Path(folder) / WEIGHTS_NAME).exists())]
 
 
 def result_config(cfg: DictConfig) -> dict[str, Any]:
@@ -322,6 +336,7 @@ def trainer(train: DictConfig) -> tuple[Callable[..., Any], str, str]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="training")
+@user_errors
 def train(cfg: DictConfig) -> None:
     """Train with the preset ``train`` (conf/train/: a trainer function and its settings) on ``dataset``; the main
     process saves the model to ``train.output_dir``, checkpoints go to ``train.workdir``."""

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from flashdiff.distributed import barrier, is_main_process, merge_rows, rank_and_world, shard_file, share
 from flashdiff.engine import EngineStats
 from flashdiff.metrics import ImageMetrics, MetricSettings, psnr, run_metrics, ssim
+from flashdiff.precision import peak_memory
 from flashdiff.reconstruction import Result, reconstruct_batches
 from flashdiff.records import append_samples, read_samples, read_summary, write_atomic, write_summary
 from flashdiff.tracking import log_reconstruction
@@ -111,7 +112,7 @@ def evaluate(out: Path, dataset: Any, operator: Operator, model: LatentModel, so
                 first += results
     finally:
         bar.close()
-        _add_engine_stats(out, rank, stats, settings)
+        _add_engine_stats(out, rank, stats, settings, device)
     if first:
         _grid_image(out / "grid.png", first)
     merge_rows(out)  # the main process folds every process's rows into samples.csv, then summarises alone
@@ -120,22 +121,26 @@ def evaluate(out: Path, dataset: Any, operator: Operator, model: LatentModel, so
     return summary if summary is not None else json.loads((out / "summary.json").read_text())
 
 
-def _add_engine_stats(out: Path, rank: int, stats: EngineStats, settings: RunSettings) -> None:
-    """Append this session's engine counters to ``engine.rank<r>.jsonl`` (summed into summary.json)."""
+def _add_engine_stats(out: Path, rank: int, stats: EngineStats, settings: RunSettings, device: torch.device) -> None:
+    """Append this session's engine counters and peak memory to ``engine.rank<r>.jsonl`` (into summary.json)."""
     line = {"slots": stats.slots, "batched_steps": stats.batched_steps, "busy_slot_steps": stats.busy_slot_steps,
-            "batching": settings.batching, "order": settings.order}
+            "batching": settings.batching, "order": settings.order, "precision": settings.precision,
+            **peak_memory(device)}
     with open(out / f"engine.rank{rank}.jsonl", "a") as f:
         f.write(json.dumps(line) + "\n")
 
 
 def engine_summary(out: Path) -> dict[str, Any]:
-    """``batched_steps`` (summed over processes and sessions) and ``occupancy`` = busy slot-steps / (slots × steps)."""
+    """``batched_steps`` (summed over processes and sessions), ``occupancy`` = busy slot-steps / (slots × steps) and
+    the largest peak memory of any process and session (CUDA max allocated, or peak RSS on the CPU)."""
     lines = [json.loads(line) for f in sorted(out.glob("engine.rank*.jsonl")) for line in f.read_text().splitlines()
              if line.strip()]
     steps = sum(x["batched_steps"] for x in lines)
     capacity = sum(x["slots"] * x["batched_steps"] for x in lines)
+    peak = max(lines, key=lambda x: x.get("peak_memory_gib", 0.0), default={})
     return {"batched_steps": steps,
-            "occupancy": sum(x["busy_slot_steps"] for x in lines) / capacity if capacity else None}
+            "occupancy": sum(x["busy_slot_steps"] for x in lines) / capacity if capacity else None,
+            "peak_memory_gib": peak.get("peak_memory_gib"), "peak_memory_kind": peak.get("peak_memory_kind")}
 
 
 def _finite(rows: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:

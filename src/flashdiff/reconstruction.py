@@ -21,7 +21,7 @@ from torch import Tensor
 from flashdiff.data.seeding import generators as sample_generators
 from flashdiff.data.seeding import measurement_seed
 from flashdiff.engine import Chunk, Engine, EngineStats
-from flashdiff.precision import autocast, resolve_precision
+from flashdiff.precision import autocast, resolve_precision, use_tf32
 from flashdiff.types import COUNTERS, Adapter, DiffusionSolver, LatentModel, Operator, Params, Restorer
 
 SOLVER_NOISE_SALT = 0x51ED  # the solver's per-sample noise is seeded apart from the measurement's
@@ -127,6 +127,7 @@ def reconstruct_batches(data: Iterable[dict[str, Any]], operator: Operator, mode
     """``reconstruct``, grouped: the images that finished together (decoded and returned as one chunk)."""
     device = torch.device(device)
     precision = resolve_precision(precision, device)
+    use_tf32(device)
     if isinstance(solver, Restorer):
         yield from _restore(data, operator, solver, batch_size, device, seed, precision)
         return
@@ -173,7 +174,8 @@ def reconstruct(data: Iterable[dict[str, Any]], operator: Operator, model: Laten
     own; move them to ``device`` first. Settings: ``batch_size`` (slots, 16), ``device``, ``batching``
     (``continuous`` | ``static``), ``order`` (``longest_first`` | ``fifo``), ``lookahead`` (samples prepared
     ahead of admission, default 4 × batch_size), ``seed`` (the run seed mixed into every image's), ``precision``
-    (``fp32`` | ``bf16`` | ``fp16`` | ``auto``), ``stats`` (an ``EngineStats`` to read occupancy from).
+    (``fp32`` | ``bf16`` | ``fp16`` | ``auto``; on CUDA, fp32 matmuls use TF32), ``stats`` (an ``EngineStats`` to
+    read occupancy from).
     """
     for chunk in reconstruct_batches(data, operator, model, solver, adapter, **settings):
         yield from chunk

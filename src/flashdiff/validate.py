@@ -15,7 +15,7 @@ T_MAX = 1000  # every schedule here (the LDMs', the pixel DDPMs') has 1000 train
 Rule = tuple[str, Callable[[float], bool], str]
 RANGES: list[Rule] = [
     ("adapter.c", lambda v: v >= 0, ">= 0 (noise-correction multiplier)"),
-    ("adapter.start", lambda v: 0 <= v < T_MAX and v == int(v), f"an integer in [0, {T_MAX - 1}]"),
+    ("adapter.t_start", lambda v: 0 <= v < T_MAX and v == int(v), f"an integer in [0, {T_MAX - 1}]"),
     ("adapter.nfe_mean", lambda v: v > 0, "> 0 (target mean reverse steps)"),
     ("solver.eta", lambda v: v >= 0, ">= 0"),
     ("solver.gamma", lambda v: v >= 0, ">= 0"),
@@ -34,7 +34,9 @@ RANGES: list[Rule] = [
     ("seed", lambda v: v == int(v), "an integer"),
 ]
 CHOICES = {"batching": ("continuous", "static"), "engine.order": ("longest_first", "fifo"),
-           "precision": ("auto", "fp32", "bf16", "fp16")}
+           "precision": ("auto", "fp32", "bf16", "fp16"), "compile": (True, False),
+           "memory.checkpoint_unet": (True, False), "memory.checkpoint_decoder": (True, False),
+           "memory.channels_last": (True, False), "overwrite": (True, False)}
 
 
 def _get(cfg: dict[str, Any], key: str) -> Any:
@@ -67,6 +69,11 @@ def range_problems(cfg: dict[str, Any]) -> list[str]:
         number = _numeric(value)
         if number is None or not math.isfinite(number) or not ok(number):
             problems.append(f"{key}={value} must be {allowed}")
+    solver = cfg.get("solver") or {}
+    if isinstance(solver, dict) and "num_steps" in solver and solver.get("delta") is None and \
+            "from_pretrained" not in str(solver.get("_target_")) and solver.get("num_steps") != T_MAX:
+        problems.append(f"solver.num_steps={solver.get('num_steps')} needs DDIM: set solver.delta (0 deterministic, "
+                        f"1 DDPM-like) or use solver=ddim; ancestral DDPM runs all {T_MAX} steps")
     for key, options in CHOICES.items():
         try:
             value = _get(cfg, key)
@@ -123,8 +130,13 @@ def compatibility_problems(cfg: dict[str, Any], solver: Any, choices: dict[str, 
     return problems
 
 
-def check_config(cfg: dict[str, Any], solver: Any, choices: dict[str, str | None]) -> None:
-    """Raise one ``ConfigError`` listing every problem of a resolved config (see ``RANGES`` and the rules)."""
-    problems = range_problems(cfg) + compatibility_problems(cfg, solver, choices)
-    if problems:
+def check_config(cfg: dict[str, Any], choices: dict[str, str | None],
+                 build_solver: Callable[[], Any] | None = None) -> Any:
+    """Raise one ``ConfigError`` listing every problem of a resolved config (see ``RANGES`` and the rules); returns
+    the solver ``build_solver`` makes once the ranges hold (None for a restorer, whose weights load later)."""
+    if problems := range_problems(cfg):
         raise ConfigError("; ".join(problems))
+    solver = build_solver() if build_solver is not None else None
+    if problems := compatibility_problems(cfg, solver, choices):
+        raise ConfigError("; ".join(problems))
+    return solver

@@ -31,10 +31,20 @@ def read_folder(folder: str | Path, missing: str) -> tuple[dict[str, Any], dict[
 
     ``missing`` should name the config key that points here and how to get a model.
     """
+    from flashdiff.errors import InputError
+
     folder = Path(folder)
     if not (folder / CONFIG_NAME).exists() or not (folder / WEIGHTS_NAME).exists():
-        raise FileNotFoundError(f"{missing} (looked for {CONFIG_NAME} + {WEIGHTS_NAME} in {folder})")
-    return json.loads((folder / CONFIG_NAME).read_text()), load_file(folder / WEIGHTS_NAME)
+        raise InputError(f"{missing} (looked for {CONFIG_NAME} + {WEIGHTS_NAME} in {folder})")
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{folder / CONFIG_NAME}: cannot be read as JSON ({err}); replace the folder") from err
+    try:
+        weights = load_file(folder / WEIGHTS_NAME)
+    except Exception as err:  # noqa: BLE001 -- safetensors raises its own error types for a damaged file
+        raise InputError(f"{folder / WEIGHTS_NAME}: not readable as safetensors ({err}); replace the folder") from err
+    return config, weights
 
 
 class FolderSaved:

@@ -6,8 +6,10 @@ import json
 import logging
 from pathlib import Path
 
+import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel, VQModel
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from flashdiff.diffusion.schedule import Schedule
 
@@ -30,6 +32,29 @@ class LatentDiffusion(nn.Module):
         self.unet = unet
         self.scale_factor = float(scale_factor)
         self.schedule = schedule if schedule is not None else Schedule.ldm()
+        self.checkpoint_decoder = False
+        self._decode_fn = None  # a compiled decoder, where ``configure(compile=True)`` made one
+
+    def configure(self, *, checkpoint_decoder: bool = False, checkpoint_unet: bool = False,
+                  channels_last: bool = False, compile: bool = False) -> LatentDiffusion:
+        """Memory and speed options for sampling (``memory.*``, ``compile``); none changes a result beyond float noise.
+
+        ``checkpoint_unet``: diffusers' block-wise activation checkpointing of the UNet, so the guidance backward
+        recomputes each block instead of keeping its activations; ``checkpoint_decoder``: the decoder's forward is
+        checkpointed as a whole (the backward recomputes it); ``channels_last``: NHWC weights, faster convolutions
+        on GPUs; ``compile``: ``torch.compile`` of the UNet and of the decoder (compiled on first use).
+        """
+        self.checkpoint_decoder = bool(checkpoint_decoder)
+        if self.unet is not None and checkpoint_unet:
+            self.unet.enable_gradient_checkpointing()
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+        if compile:
+            if self.unet is not None:
+                self.unet = torch.compile(self.unet)
+            if self.autoencoder is not None:
+                self._decode_fn = torch.compile(self.autoencoder.decode)
+        return self
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -50,7 +75,14 @@ class LatentDiffusion(nn.Module):
 
     def decode(self, z: Tensor) -> Tensor:
         """``x = D0(z)``: (B, C, h, w) -> (B, 3, H, W) in [0,1] (unclipped; VQ decoding quantises, straight-through)."""
-        return (self.autoencoder.decode(z / self.scale_factor).sample + 1.0) / 2.0
+        if self.checkpoint_decoder and torch.is_grad_enabled() and z.requires_grad:
+            return checkpoint(self._decode, z, use_reentrant=False)
+        return self._decode(z)
+
+    def _decode(self, z: Tensor) -> Tensor:
+        """The decoder itself (compiled where configured)."""
+        decode = self._decode_fn or self.autoencoder.decode
+        return (decode(z / self.scale_factor).sample + 1.0) / 2.0
 
     def eps(self, z_i: Tensor, i: Tensor) -> Tensor:
         """``eps_theta(z_i, i)`` for per-sample steps ``i`` (B,); (B, C, h, w) -> (B, C, h, w)."""

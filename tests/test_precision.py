@@ -1,0 +1,84 @@
+"""Precision, memory and compile options: bf16 autocast stays close to fp32 and keeps the engine's latents float32;
+activation checkpointing changes nothing but memory; torch.compile agrees with eager; runs report peak memory."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import flashdiff
+from flashdiff.operators import GaussianBlur
+from flashdiff.precision import autocast, peak_memory, resolve_precision
+from flashdiff.severity import Baseline
+from flashdiff.solvers.latent_dps import latent_dps
+from tests.conftest import build_tiny_ldm
+
+
+def _items(n=3):
+    return [{"x": torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(k)), "index": k, "id": f"i{k}",
+             "seed": k} for k in range(n)]
+
+
+def _run(model, **settings):
+    solver = latent_dps(num_steps=6, delta=1.0, eta=0.5)
+    return {r.index: r for r in flashdiff.reconstruct(_items(), GaussianBlur(kernel_size=5), model, solver, Baseline(),
+                                                      batch_size=2, **settings)}
+
+
+def test_precision_names():
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    with pytest.raises(ValueError, match="precision=fp8"):
+        resolve_precision("fp8", torch.device("cpu"))
+    with autocast(torch.device("cpu"), "bf16"):
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.bfloat16  # the networks' matmuls
+    assert peak_memory(torch.device("cpu"))["peak_memory_gib"] > 0
+
+
+def test_bf16_is_close_to_fp32_and_keeps_float32_results():
+    model = build_tiny_ldm().requires_grad_(False).eval()
+    fp32, bf16 = _run(model), _run(model, precision="bf16")
+    for k, r in bf16.items():
+        assert r.x_hat.dtype == torch.float32 and r.nfe == fp32[k].nfe
+        assert (r.x_hat - fp32[k].x_hat).abs().mean() < 0.02  # autocast noise, not a different reconstruction
+        assert not torch.equal(r.x_hat, fp32[k].x_hat)  # it did run in bf16
+
+
+def test_activation_checkpointing_changes_nothing_but_memory():
+    model = build_tiny_ldm().requires_grad_(False).eval()
+    plain = _run(model)
+    model.configure(checkpoint_unet=True, checkpoint_decoder=True)
+    assert model.unet.is_gradient_checkpointing and model.checkpoint_decoder
+    for k, r in _run(model).items():
+        torch.testing.assert_close(r.x_hat, plain[k].x_hat, rtol=1e-5, atol=1e-6)
+        assert r.costs == plain[k].costs
+
+
+@pytest.mark.slow
+def test_compiled_models_agree_with_eager_on_the_toy_models():
+    from flashdiff.diffusion import LatentDiffusion
+    from flashdiff.paths import ROOT
+
+    model = LatentDiffusion.from_pretrained(ROOT / "models" / "toy_ldm")
+    eager = _run(model)
+    compiled = _run(LatentDiffusion.from_pretrained(ROOT / "models" / "toy_ldm").configure(compile=True))
+    for k, r in compiled.items():
+        assert (r.x_hat - eager[k].x_hat).abs().max() < 1e-3
+
+
+def test_the_command_line_keys_reach_the_model_and_the_summary(tmp_path, tiny_ldm_dir):
+    out = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "flashdiff", f"model.path={tiny_ldm_dir}", f"hydra.run.dir={out}",
+                           "adapter=none", "solver.num_steps=3", "solver.delta=1", "num_images=2", "logger=disabled",
+                           "memory.checkpoint_unet=true", "memory.checkpoint_decoder=true", "precision=bf16"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["peak_memory_gib"] > 0.1 and summary["peak_memory_kind"] == "peak RSS of the process"
+    assert summary["config"]["precision"] == "bf16" and summary["n_scored"] == 2
+    engine = [json.loads(line) for line in (out / "engine.rank0.jsonl").read_text().splitlines()]
+    assert engine[0]["precision"] == "bf16" and engine[0]["batched_steps"] == 3
