@@ -3,8 +3,9 @@
 For each solver preset and batch size, every toy test crop is reconstructed twice through ``flashdiff.reconstruct``
 (one process, the same objects): ``batching=static`` (a batch runs until its slowest sample is done) and
 ``batching=continuous`` (a finished sample's slot is refilled at once, longest predicted trajectory first).
-Reported per mode: images/s, occupancy (busy slot-steps / (slots × batched steps)), batched steps, mean PSNR and
-NFE; and the largest per-image PSNR difference between the modes (the results must not depend on batching).
+Reported per mode: images/s and wall s/image, CPU s/image (the process's CPU time: with one thread, what the work
+cost whatever else ran on the machine), occupancy (busy slot-steps / (slots × batched steps)), batched steps, mean
+PSNR and NFE; and the largest per-image PSNR difference between the modes (results must not depend on batching).
 Appended, with date, commit and machine, to bench/results/throughput.md.
 
 Usage: .venv/bin/python bench/throughput.py [--num-images 124] [--batch-sizes 8 16 32] [--solvers latent_dps resample]
@@ -51,27 +52,29 @@ def run(parts: dict, n: int, batch_size: int, batching: str) -> dict:
 
     stats = EngineStats(batch_size)
     items = (parts["dataset"][k] for k in range(n))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     results = list(reconstruct(items, parts["operator"], parts["model"], parts["solver"], parts["adapter"],
                                batch_size=batch_size, batching=batching, stats=stats))
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     by_index = {r.index: r for r in results}
     scores = {k: float(psnr(r.x_hat[None], r.x[None])) for k, r in by_index.items()}
     return {"batching": batching, "batch": batch_size, "seconds": seconds, "images_per_s": n / seconds,
+            "cpu_s_per_image": cpu / n,
             "occupancy": stats.occupancy, "batched_steps": stats.batched_steps, "psnr": scores,
             "nfe": {k: r.nfe for k, r in by_index.items()}}
 
 
 def table(rows: list[dict]) -> str:
     """Markdown rows: one per (solver, batch, mode), with the per-image agreement of the two modes."""
-    lines = ["| solver | batch | batching | images/s | s/image | occupancy | batched steps | PSNR | mean NFE | "
-             "max per-image ΔPSNR vs static (dB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| solver | batch | batching | images/s | s/image | CPU s/image | occupancy | batched steps | PSNR | "
+             "mean NFE | max per-image ΔPSNR vs static (dB) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         static = next(s for s in rows if s["solver"] == r["solver"] and s["batch"] == r["batch"]
                       and s["batching"] == "static")
         delta = max(abs(r["psnr"][k] - static["psnr"][k]) for k in r["psnr"])
         lines.append(f"| {r['solver']} | {r['batch']} | {r['batching']} | {r['images_per_s']:.2f} | "
-                     f"{1 / r['images_per_s']:.3f} | {r['occupancy']:.3f} | {r['batched_steps']} | "
+                     f"{1 / r['images_per_s']:.3f} | {r['cpu_s_per_image']:.3f} | {r['occupancy']:.3f} | "
+                     f"{r['batched_steps']} | "
                      f"{sum(r['psnr'].values()) / len(r['psnr']):.2f} | {sum(r['nfe'].values()) / len(r['nfe']):.1f} | "
                      f"{delta:.4f} |")
     return "\n".join(lines)

@@ -221,7 +221,7 @@ def test_an_unreadable_summary_is_treated_as_absent(tmp_path, caplog):
 
 
 def test_claim_folder_refuses_another_config_and_names_the_differing_keys(tmp_path):
-    from flashdiff.cli import claim_folder
+    from flashdiff.evaluate import claim_folder
 
     config = {"seed": 0, "solver": {"eta": 1.0, "num_steps": 1000}, "adapter": {"c": 1.0}}
     claim_folder(tmp_path, config)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +14,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from flashdiff.console import user_errors
 from flashdiff.paths import CONFIG_DIR  # registers the ${flashdiff_root:} resolver
 
 log = logging.getLogger(__name__)
@@ -51,37 +49,6 @@ def _start_logger(cfg: DictConfig, job_type: str):
                      tags=list(cfg.logger.tags), job_type=job_type, config=config, directory=hc.runtime.output_dir)
 
 
-def user_errors(entry: Callable[..., Any]) -> Callable[..., Any]:
-    """Print the project's own errors (``flashdiff.errors.UserError``, a config Hydra could not instantiate) as one
-    line on stderr and exit 2; ``HYDRA_FULL_ERROR=1`` re-raises them with the traceback. Other exceptions pass."""
-
-    @functools.wraps(entry)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        from hydra.errors import InstantiationException
-
-        from flashdiff.errors import UserError
-
-        try:
-            return entry(*args, **kwargs)
-        except (UserError, InstantiationException) as err:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            print(f"flashdiff: error: {_one_line(err)}", file=sys.stderr)
-            sys.exit(2)
-
-    return wrapped
-
-
-def _one_line(err: BaseException) -> str:
-    """An error's message; an instantiation error's underlying cause, prefixed with what was being built."""
-    from hydra.errors import InstantiationException
-
-    if isinstance(err, InstantiationException) and err.__cause__ is not None:
-        target = str(err).split("'")[1] if "'" in str(err) else "a config object"
-        return f"building {target}: {err.__cause__}"
-    return " ".join(str(err).split("\n"))
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 @user_errors
 def main(cfg: DictConfig) -> float | None:
@@ -89,6 +56,7 @@ def main(cfg: DictConfig) -> float | None:
     ``objective`` metric when the config names one (what a sweeper such as Optuna optimises)."""
     from flashdiff.distributed import rank_and_world
     from flashdiff.errors import ConfigError
+    from flashdiff.evaluate import claim_folder
     from flashdiff.records import run_lock
     from flashdiff.select import objective
 
@@ -143,7 +111,8 @@ def _reconstruct(cfg: DictConfig, out: Path, dataset: Any, solver: Any, config: 
     settings = RunSettings(num_images=cfg.num_images, batch_size=int(cfg.batch_size),
                            batching=str(cfg.get("batching", "continuous")),
                            order=str(engine.get("order", "longest_first")), lookahead=engine.get("lookahead"),
-                           seed=int(cfg.seed), precision=config["precision"])
+                           seed=int(cfg.seed), precision=config["precision"],
+                           samples_per_image=int(cfg.get("samples_per_image", 1)))
     metrics = OmegaConf.to_container(cfg.metrics, resolve=True) if "metrics" in cfg else {}
     choices = HydraConfig.get().runtime.choices
     info = {"method": _method_name(cfg), **{k: choices.get(k) for k in ("solver", "adapter", "operator", "dataset")},
@@ -226,45 +195,6 @@ def _finished(cfg: DictConfig, size: int, config: dict[str, Any]) -> dict | None
         log.info("%s already holds all %d images of this config: skipped (delete its summary.json to redo it)",
                  out, expected)
     return summary
-
-
-def claim_folder(out: Path, config: dict[str, Any], overwrite: bool = False) -> None:
-    """Make sure ``out``'s records are this config's before anything is added: a folder written with another config
-    is refused, naming the keys that differ (``overwrite=true`` moves its records aside into ``out/replaced/``)."""
-    import time
-
-    from flashdiff.errors import RecordError
-    from flashdiff.evaluate import recorded_config, run_record
-    from flashdiff.records import RESULT_NEUTRAL, fingerprint, read_samples
-
-    has_rows = bool(read_samples(out / "samples.csv")) or any(out.glob("samples.rank*.csv"))
-    before = recorded_config(out)
-    if before is not None:
-        before = {k: v for k, v in before.items() if k not in RESULT_NEUTRAL}
-        differs = _differing_keys(before, config)
-    else:
-        differs = ["unknown (the folder has rows but no run.json)"] if has_rows else []
-    if differs and not overwrite:
-        raise RecordError(f"{out} holds results of another config (differing: {', '.join(differs[:8])}); resume it "
-                          "with the same config, give this run a new folder (hydra.run.dir=...), or pass "
-                          "overwrite=true to move its records aside")
-    if differs:
-        aside = out / "replaced" / time.strftime("%Y%m%d-%H%M%S")
-        aside.mkdir(parents=True)
-        for path in [out / n for n in ("samples.csv", "summary.json", "run.json", "grid.png")] + [
-                *out.glob("samples.rank*.csv"), *out.glob("engine.rank*.jsonl")]:
-            if path.exists():
-                shutil.move(str(path), str(aside / path.name))
-        log.warning("overwrite=true: the records of the former config were moved to %s", aside)
-    run_record(out, config, fingerprint(config))
-
-
-def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested configs."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [k for key in sorted(set(a) | set(b), key=str)
-                for k in _differing_keys(a.get(key), b.get(key), f"{prefix}{key}.")]
-    return [] if a == b else [prefix.rstrip(".")]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

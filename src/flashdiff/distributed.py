@@ -98,12 +98,12 @@ def fold_shards(out: str | Path) -> int:
     rows = read_samples(out / "samples.csv")
     if not shards and not rows:
         return 0
-    have = {r["index"] for r in rows}
-    new: dict[str, dict[str, str]] = {}
+    have = {(r["index"], r["draw"]) for r in rows}
+    new: dict[tuple[str, str], dict[str, str]] = {}
     for shard in shards:
         for row in read_samples(shard):
-            if row["index"] not in have:
-                new.setdefault(row["index"], row)
+            if (row["index"], row["draw"]) not in have:
+                new.setdefault((row["index"], row["draw"]), row)
     write_samples(out / "samples.csv", rows + list(new.values()))
     for shard in shards:
         shard.unlink()

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,21 @@ from tqdm.auto import tqdm
 
 from flashdiff.distributed import barrier, is_main_process, merge_rows, rank_and_world, shard_file, share
 from flashdiff.engine import EngineStats
+from flashdiff.errors import RecordError
 from flashdiff.metrics import ImageMetrics, MetricSettings, psnr, run_metrics, ssim
+from flashdiff.metrics.draws import draw_summary
 from flashdiff.precision import peak_memory
 from flashdiff.reconstruction import Result, reconstruct_batches
-from flashdiff.records import append_samples, read_samples, read_summary, write_atomic, write_summary
+from flashdiff.records import (
+    RESULT_NEUTRAL,
+    append_samples,
+    fingerprint,
+    image_name,
+    read_samples,
+    read_summary,
+    write_atomic,
+    write_summary,
+)
 from flashdiff.tracking import log_reconstruction
 from flashdiff.types import COUNTERS, Adapter, DiffusionSolver, LatentModel, Operator, Restorer
 
@@ -38,6 +51,7 @@ class RunSettings:
     lookahead: int | None = None  # samples prepared ahead of admission (None: 4 × batch_size)
     seed: int = 0  # mixed into every image's seed
     precision: str = "fp32"  # fp32 | bf16 | fp16 (resolved: no "auto" here)
+    samples_per_image: int = 1  # K independent trajectories per image (draws 0..K-1)
 
 
 def _grid_image(path: Path, results: list[Result], n: int = 8) -> None:
@@ -60,18 +74,20 @@ def _rows(results: list[Result], metrics: ImageMetrics) -> list[dict[str, Any]]:
         values = {k: v[b] for k, v in scores.items()} | perceptual[b]
         if not r.finite:
             values = {k: (None if v is None else math.nan) for k, v in values.items()}
-        rows.append({"index": r.index, "image_id": r.id, "severity": r.severity, "sigma2_hat": r.sigma2_hat,
+        rows.append({"index": r.index, "draw": r.draw, "image_id": r.id, "severity": r.severity,
+                     "sigma2_hat": r.sigma2_hat,
                      "t_start": r.t_start, "nfe": r.nfe, "seconds": r.seconds, **r.costs} | values)
     return rows
 
 
 def _save_images(out: Path, results: list[Result]) -> None:
-    """``images/``, ``clean/`` and ``measurements/`` PNGs of each finished image (named by its index)."""
+    """``images/`` PNG of each finished draw; ``clean/`` and ``measurements/`` once per image (named by its index)."""
     for r in results:
+        save_image(torch.nan_to_num(r.x_hat), out / "images" / image_name(r.index, r.draw))
         name = f"{r.index:05d}.png"
-        save_image(torch.nan_to_num(r.x_hat), out / "images" / name)
-        save_image(r.x, out / "clean" / name)
-        save_image(r.y.clamp(0, 1), out / "measurements" / name)
+        if r.draw == 0 or not (out / "clean" / name).exists():
+            save_image(r.x, out / "clean" / name)
+            save_image(r.y.clamp(0, 1), out / "measurements" / name)
 
 
 @torch.no_grad()
@@ -86,23 +102,29 @@ def evaluate(out: Path, dataset: Any, operator: Operator, model: LatentModel, so
     for folder in ("images", "clean", "measurements"):  # reconstructions | FID's reference | the report's gallery
         (out / folder).mkdir(parents=True, exist_ok=True)
     n = len(dataset) if settings.num_images is None else min(int(settings.num_images), len(dataset))
+    k_draws = int(settings.samples_per_image)
     merge_rows(out)  # rows an interrupted multi-process run left in its shards count as done
-    done = {int(r["index"]) for r in read_samples(out / "samples.csv")}
-    todo = [k for k in range(n) if k not in done]
+    done = {(int(r["index"]), int(r["draw"])) for r in read_samples(out / "samples.csv")}
+    todo = [(k, d) for k in range(n) for d in range(k_draws) if (k, d) not in done]
     if done:
-        log.info("resuming in %s: %d of %d images already done", out, len(done & set(range(n))), n)
+        finished = len({k for k, _ in done if k < n and all((k, d) in done for d in range(k_draws))})
+        log.info("resuming in %s: %d of %d images already done", out, finished, n)
     rank, world = rank_and_world()  # several processes (accelerate launch): each takes every world-th image
     mine = share(todo, rank, world)
     metrics = ImageMetrics(metric_settings, device)  # LPIPS and the toy feature distance, per image
     stats = EngineStats(int(settings.batch_size))
     bar = tqdm(total=len(mine), desc=info["method"], unit="img", dynamic_ncols=True, disable=rank != 0)
     first = [] if rank == 0 and not (out / "grid.png").exists() else None
-    items = (dataset[k] for k in mine)
+    items = (dataset[k] | {"draw": d} for k, d in mine)
+    plan_data = (dataset[k] for k in range(n))  # an adapter that allocates over the run sees all of its images
     try:
         for results in reconstruct_batches(items, operator, model, solver, adapter, batch_size=settings.batch_size,
                                            device=device, batching=settings.batching, order=settings.order,
                                            lookahead=settings.lookahead, seed=settings.seed,
-                                           precision=settings.precision, stats=stats):
+                                           precision=settings.precision, stats=stats, plan_data=plan_data,
+                                           samples_per_image=k_draws):
+            if getattr(adapter, "planned", None) and rank == 0 and not (out / "plan.json").exists():
+                write_atomic(out / "plan.json", json.dumps(adapter.planned, indent=2) + "\n")
             _save_images(out, results)
             append_samples(shard_file(out, rank, world), _rows(results, metrics))
             bar.update(len(results))
@@ -114,7 +136,7 @@ def evaluate(out: Path, dataset: Any, operator: Operator, model: LatentModel, so
         bar.close()
         _add_engine_stats(out, rank, stats, settings, device)
     if first:
-        _grid_image(out / "grid.png", first)
+        _grid_image(out / "grid.png", [r for r in first if r.draw == 0] or first)
     merge_rows(out)  # the main process folds every process's rows into samples.csv, then summarises alone
     summary = summarise(out, info, metric_settings, run, device) if is_main_process() else None
     barrier()
@@ -158,14 +180,17 @@ def summarise(out: Path, info: dict[str, Any], metric_settings: MetricSettings, 
     rows = read_samples(out / "samples.csv")
     good, failed = _finite(rows)
     perceptual = run_metrics(metric_settings, good, out / "images", out / "clean", device)
+    draws = draw_summary(out, good) if any(r["draw"] != "0" for r in rows) else {}
     mean = lambda key: sum(float(r[key]) for r in good) / len(good) if good else float("nan")  # noqa: E731
     summary = {
         "method": info["method"], "solver": info.get("solver"), "adapter": info.get("adapter"),
-        "operator": info.get("operator"), "dataset": info.get("dataset"), "n_images": len(rows),
+        "operator": info.get("operator"), "dataset": info.get("dataset"), "n_images": len({r["index"] for r in rows}),
+        "n_draws": len(rows),
         "n_scored": len(good), "n_failed": len(failed), "failed_ids": [r["image_id"] for r in failed],
         "psnr": mean("psnr"), "ssim": mean("ssim"), **perceptual, "nfe_mean": mean("nfe"),
         "seconds_per_image": mean("seconds"), **{f"{name}_mean": mean(name) for name in COUNTERS},
-        **engine_summary(out), "fingerprint": info.get("fingerprint"), "config": info.get("config"),
+        **draws, **engine_summary(out), **_plan(out), "fingerprint": info.get("fingerprint"),
+        "config": info.get("config"),
     }
     write_summary(out / "summary.json", summary)
     log.info("%s on %d images: PSNR %.2f dB, SSIM %.3f, mean NFE %.1f, %.3f s/image -> %s", summary["method"],
@@ -178,6 +203,12 @@ def summarise(out: Path, info: dict[str, Any], metric_settings: MetricSettings, 
     if run is not None:
         log_reconstruction(run, summary, good, out)
     return summary
+
+
+def _plan(out: Path) -> dict[str, Any]:
+    """``adapter_plan``: what an adapter that allocates over the run decided (``plan.json``), where one did."""
+    path = out / "plan.json"
+    return {"adapter_plan": json.loads(path.read_text())} if path.exists() else {}
 
 
 def _fmt(value: float | None) -> str:
@@ -202,3 +233,35 @@ def recorded_config(out: Path) -> dict[str, Any] | None:
     summary = read_summary(out / "summary.json")
     return None if summary is None else summary.get("config")
 
+
+def claim_folder(out: Path, config: dict[str, Any], overwrite: bool = False) -> None:
+    """Make sure ``out``'s records are this config's before anything is added: a folder written with another config
+    is refused, naming the keys that differ (``overwrite=true`` moves its records aside into ``out/replaced/``)."""
+    has_rows = bool(read_samples(out / "samples.csv")) or any(out.glob("samples.rank*.csv"))
+    before = recorded_config(out)
+    if before is not None:
+        before = {k: v for k, v in before.items() if k not in RESULT_NEUTRAL}
+        differs = _differing_keys(before, config)
+    else:
+        differs = ["unknown (the folder has rows but no run.json)"] if has_rows else []
+    if differs and not overwrite:
+        raise RecordError(f"{out} holds results of another config (differing: {', '.join(differs[:8])}); resume it "
+                          "with the same config, give this run a new folder (hydra.run.dir=...), or pass "
+                          "overwrite=true to move its records aside")
+    if differs:
+        aside = out / "replaced" / time.strftime("%Y%m%d-%H%M%S")
+        aside.mkdir(parents=True)
+        for path in [out / n for n in ("samples.csv", "summary.json", "run.json", "plan.json", "grid.png")] + [
+                *out.glob("samples.rank*.csv"), *out.glob("engine.rank*.jsonl")]:
+            if path.exists():
+                shutil.move(str(path), str(aside / path.name))
+        log.warning("overwrite=true: the records of the former config were moved to %s", aside)
+    run_record(out, config, fingerprint(config))
+
+
+def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested configs."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [k for key in sorted(set(a) | set(b), key=str)
+                for k in _differing_keys(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [prefix.rstrip(".")]

@@ -25,6 +25,7 @@ from flashdiff.precision import autocast, resolve_precision, use_tf32
 from flashdiff.types import COUNTERS, Adapter, DiffusionSolver, LatentModel, Operator, Params, Restorer
 
 SOLVER_NOISE_SALT = 0x51ED  # the solver's per-sample noise is seeded apart from the measurement's
+DRAW_SALT = 0x9E3779B1  # draw d of an image seeds its solver noise with seed + d * DRAW_SALT (draw 0: as before)
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Result:
 
     index: int
     id: str
+    draw: int  # which of the image's samples_per_image independent trajectories (0 with one)
     x_hat: Tensor  # (3, H, W) in [0, 1]
     y: Tensor  # (3, H, W) the measurement (unclipped)
     x: Tensor | None  # (3, H, W) the clean image, where the data had one
@@ -44,6 +46,20 @@ class Result:
     t_start: int | None  # training step of the first score evaluation; None where no diffusion ran
     seconds: float  # this image's share of the wall time (adapter, engine steps, decoding)
     finite: bool = True  # False where the reconstruction holds NaN/inf (a diverged sample: x_hat keeps the NaN)
+
+
+def key(item: dict[str, Any]) -> tuple[int, int]:
+    """An item's key through the engine: (dataset index, draw)."""
+    return int(item["index"]), int(item.get("draw", 0))
+
+
+def with_draws(items: Iterable[dict[str, Any]], samples_per_image: int) -> Iterator[dict[str, Any]]:
+    """Each item ``samples_per_image`` times, as draws 0..K-1 (items that already name a draw pass as they are)."""
+    for item in items:
+        if "draw" in item:
+            yield item
+        else:
+            yield from (item | {"draw": d} for d in range(samples_per_image))
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -84,23 +100,24 @@ class _Run:
         self.meta: dict[int, dict[str, Any]] = {}
 
     def remember(self, items: list[dict[str, Any]], x: Tensor | None, y: Tensor, params: Params,
-                 sigma2: Tensor | None, t_start: list[int | None]) -> list[int]:
-        """Keep each item's data until it finishes; returns the keys (dataset indices)."""
+                 sigma2: Tensor | None, t_start: list[int | None]) -> list[tuple[int, int]]:
+        """Keep each item's data until it finishes; returns the keys (dataset index, draw)."""
         keys = []
         for b, item in enumerate(items):
             row = {k: v[b:b + 1].cpu() for k, v in params.items()}
-            self.meta[int(item["index"])] = {
+            self.meta[key(item)] = {
                 "id": str(item["id"]), "x": None if x is None else x[b].cpu(), "y": y[b].cpu(), "params": row,
                 "severity": float(row["severity"]) if "severity" in row else None,
                 "sigma2_hat": None if sigma2 is None else float(sigma2[b]), "t_start": t_start[b]}
-            keys.append(int(item["index"]))
+            keys.append(key(item))
         return keys
 
     def prepare(self, items: list[dict[str, Any]]) -> Chunk:
         """Measure a chunk, run the adapter on it (timed), and hand it to the engine."""
         x, y, params, seeds = measure_chunk(items, self.op, self.seed, self.device)
         started = time.perf_counter()
-        gens = sample_generators(seeds.tolist(), SOLVER_NOISE_SALT)
+        draws = [int(item.get("draw", 0)) for item in items]
+        gens = sample_generators([s + d * DRAW_SALT for s, d in zip(seeds.tolist(), draws)], SOLVER_NOISE_SALT)
         grid = self.solver.grid(self.model.schedule)
         with autocast(self.device, self.precision):
             begin = self.adapter(self.model, y, grid, gens)
@@ -109,12 +126,12 @@ class _Run:
         seconds = torch.full((len(items),), (time.perf_counter() - started) / len(items))
         return Chunk(begin.latents.float(), begin.nfe, y, params, gens, keys, counts, seconds)
 
-    def result(self, key: int, raw: Tensor, nfe: int, costs: dict[str, int], seconds: float) -> Result:
-        """The finished image ``key`` (``raw``: decoded, unclipped) with everything remembered about it."""
-        m = self.meta.pop(key)
+    def result(self, k: tuple[int, int], raw: Tensor, nfe: int, costs: dict[str, int], seconds: float) -> Result:
+        """The finished draw ``k`` (``raw``: decoded, unclipped) with everything remembered about it."""
+        m = self.meta.pop(k)
         finite = bool(torch.isfinite(raw).all())
         x_hat = raw.clamp(0, 1) if finite else torch.where(torch.isfinite(raw), raw.clamp(0, 1), float("nan"))
-        return Result(index=key, id=m["id"], x_hat=x_hat, y=m["y"], x=m["x"], params=m["params"],
+        return Result(index=k[0], id=m["id"], draw=k[1], x_hat=x_hat, y=m["y"], x=m["x"], params=m["params"],
                       severity=m["severity"], nfe=nfe, costs=costs, sigma2_hat=m["sigma2_hat"],
                       t_start=m["t_start"] if nfe > 0 else None, seconds=seconds, finite=finite)
 
@@ -123,9 +140,12 @@ def reconstruct_batches(data: Iterable[dict[str, Any]], operator: Operator, mode
                         solver: DiffusionSolver | Restorer, adapter: Adapter | None = None, *, batch_size: int = 16,
                         device: str | torch.device = "cpu", batching: str = "continuous",
                         order: str = "longest_first", lookahead: int | None = None, seed: int = 0,
-                        precision: str = "fp32", stats: EngineStats | None = None) -> Iterator[list[Result]]:
+                        precision: str = "fp32", stats: EngineStats | None = None,
+                        plan_data: Iterable[dict[str, Any]] | None = None,
+                        samples_per_image: int = 1) -> Iterator[list[Result]]:
     """``reconstruct``, grouped: the images that finished together (decoded and returned as one chunk)."""
     device = torch.device(device)
+    data = with_draws(data, samples_per_image) if samples_per_image > 1 else data
     precision = resolve_precision(precision, device)
     use_tf32(device)
     if isinstance(solver, Restorer):
@@ -134,6 +154,11 @@ def reconstruct_batches(data: Iterable[dict[str, Any]], operator: Operator, mode
     if adapter is None:
         raise ValueError("a diffusion solver needs an adapter (flashdiff.severity.start.Baseline for pure noise)")
     solver.check(model, operator)
+    if hasattr(adapter, "plan"):  # an adapter that allocates over the whole run (flash_budget): encode it first
+        data = data if plan_data is not None else list(data)
+        measured = (measure_chunk(items, operator, seed, device)[1] for items in _chunks(plan_data or data, batch_size))
+        with torch.no_grad(), autocast(device, precision):
+            adapter.plan(model, measured, solver.grid(model.schedule))
     run = _Run(operator, model, solver, adapter, seed, device, precision)
     engine = Engine(model, operator, solver, batch_size=batch_size, batching=batching, order=order,
                     lookahead=lookahead, precision=precision, stats=stats)
@@ -173,9 +198,11 @@ def reconstruct(data: Iterable[dict[str, Any]], operator: Operator, model: Laten
     ``model``, ``solver`` and ``adapter`` are the objects ``conf/`` builds (``hydra.utils.instantiate``) or your
     own; move them to ``device`` first. Settings: ``batch_size`` (slots, 16), ``device``, ``batching``
     (``continuous`` | ``static``), ``order`` (``longest_first`` | ``fifo``), ``lookahead`` (samples prepared
-    ahead of admission, default 4 × batch_size), ``seed`` (the run seed mixed into every image's), ``precision``
-    (``fp32`` | ``bf16`` | ``fp16`` | ``auto``; on CUDA, fp32 matmuls use TF32), ``stats`` (an ``EngineStats`` to
-    read occupancy from).
+    ahead of admission, default 4 × batch_size), ``plan_data`` (the items an adapter with a ``plan`` step, such as
+    ``flash_budget``, allocates over; default: ``data``), ``seed`` (the run seed mixed into every image's),
+    ``precision`` (``fp32`` | ``bf16`` | ``fp16`` | ``auto``; on CUDA, fp32 matmuls use TF32), ``stats`` (an
+    ``EngineStats`` to read occupancy from), ``samples_per_image`` (K independent trajectories per image, each
+    seeded by its image and draw: ``Result.draw``; the measurement is the same for every draw).
     """
     for chunk in reconstruct_batches(data, operator, model, solver, adapter, **settings):
         yield from chunk

@@ -26,12 +26,20 @@ log = logging.getLogger(__name__)
 
 SAMPLE_COLUMNS = ("index", "image_id", "severity", "sigma2_hat", "t_start", "nfe", "psnr", "ssim", "lpips", "seconds",
                   *COUNTERS,  # the solver's per-sample costs after the metrics
-                  "toy_feature_mse")  # toy perceptual proxy (flashdiff.metrics.run), added after the costs
+                  "toy_feature_mse",  # toy perceptual proxy (flashdiff.metrics.run), added after the costs
+                  "draw")  # which of an image's samples_per_image trajectories (0 with one), added last
+LEGACY_COLUMNS = SAMPLE_COLUMNS[:-1]
+"""The columns before ``draw`` was added (2026-12-02): such a file reads with draw 0 and is rewritten with it."""
 RESULT_NEUTRAL = ("num_images", "batch_size", "device", "logger", "batching", "engine", "metrics", "objective",
                   "overwrite", "memory", "compile", "hydra")
 """Config keys that change no image's result: a run resumes across them (its records are keyed to the rest)."""
 TEXT_COLUMNS = ("image_id",)
 """Columns that hold text; every other column is a number, empty (not applicable) or ``nan``/``inf`` (failed)."""
+
+
+def image_name(index: int, draw: int = 0) -> str:
+    """``images/`` file of a draw: ``00012.png`` for draw 0, ``00012_d3.png`` for draw 3."""
+    return f"{index:05d}.png" if draw == 0 else f"{index:05d}_d{draw}.png"
 
 
 def provenance(root: str | Path) -> dict[str, Any]:
@@ -87,8 +95,8 @@ def _damage(row: list[str]) -> str | None:
     if len(row) != len(SAMPLE_COLUMNS):
         return f"{len(row)} fields, expected {len(SAMPLE_COLUMNS)}"
     record = dict(zip(SAMPLE_COLUMNS, row))
-    if not record["index"].isdigit():
-        return f"index {record['index']!r} is not an integer"
+    if not record["index"].isdigit() or not record["draw"].isdigit():
+        return f"index {record['index']!r} / draw {record['draw']!r} is not an integer"
     bad = [k for k in SAMPLE_COLUMNS if k not in TEXT_COLUMNS and not _number(record[k])]
     return f"unparsable {', '.join(bad)}" if bad else None
 
@@ -107,6 +115,8 @@ def read_samples(path: str | Path) -> list[dict[str, str]]:
     if not text.endswith("\n") and len(lines) > 1:  # the last row was cut by a crash (every row ends with a newline)
         log.warning("%s line %d dropped (cut short): its image is recomputed", path, len(lines))
         lines = lines[:-1]
+    if tuple(lines[0]) == LEGACY_COLUMNS:
+        lines = [list(SAMPLE_COLUMNS)] + [row + ["0"] if len(row) == len(LEGACY_COLUMNS) else row for row in lines[1:]]
     if tuple(lines[0]) != SAMPLE_COLUMNS:
         raise RecordError(f"{path} has columns {lines[0]}, expected {list(SAMPLE_COLUMNS)}; write this run into a "
                           "new folder (hydra.run.dir=...)")
@@ -129,7 +139,9 @@ def _cell(value: Any) -> str:
 
 
 def _record(row: dict[str, Any]) -> list[str]:
-    """A row's cells in column order; unknown or missing keys are an error."""
+    """A row's cells in column order (a missing or empty ``draw`` is draw 0); other missing keys are an error."""
+    if row.get("draw") in (None, ""):
+        row = row | {"draw": 0}
     if missing := set(SAMPLE_COLUMNS) - set(row):
         raise KeyError(f"sample row lacks {sorted(missing)}")
     return [_cell(row[k]) for k in SAMPLE_COLUMNS]
@@ -161,7 +173,7 @@ def write_samples(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(SAMPLE_COLUMNS)
-    writer.writerows(_record(r) for r in sorted(rows, key=lambda r: int(r["index"])))
+    writer.writerows(_record(r) for r in sorted(rows, key=lambda r: (int(r["index"]), int(r["draw"] or 0))))
     write_atomic(path, buf.getvalue())
 
 

@@ -59,7 +59,7 @@ def test_reconstruction_run_writes_the_record_contract_and_resumes(tmp_path, tin
     assert columns[:10] == ["index", "image_id", "severity", "sigma2_hat", "t_start", "nfe", "psnr", "ssim", "lpips",
                             "seconds"]
     assert columns[10:15] == ["score_forwards", "backward_passes", "decoder_calls", "encoder_calls", "inner_iterations"]
-    assert columns[15:] == ["toy_feature_mse"]
+    assert columns[15:] == ["toy_feature_mse", "draw"]  # draw: which of samples_per_image trajectories
     assert {r["score_forwards"] for r in rows} == {"4"} and {r["backward_passes"] for r in rows} == {"0"}
     assert [r["index"] for r in rows] == ["0", "1", "2", "3"]
     assert {r["nfe"] for r in rows} == {"4"} and {r["t_start"] for r in rows} == {"751"}  # pure noise: the top (DDIM-4)

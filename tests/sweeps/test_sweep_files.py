@@ -63,7 +63,11 @@ PAPER = {
                                                            "num_images": [100.0]}),
 }
 TRAINING = {"severity_lambda_sigma": LAMBDA_SIGMA, "toy_severity_lambda_sigma": LAMBDA_SIGMA}
-TOY = {"toy_flash_eta_c": ("latent_dps", "flash", {"solver.eta": FLASH_LDPS_FFHQ, "adapter.c": C, "num_images": [8.0]})}
+TOY = {"toy_flash_eta_c": ("latent_dps", "flash", {"solver.eta": FLASH_LDPS_FFHQ, "adapter.c": C, "num_images": [8.0]}),
+       # the compute-budget study (bench/budget_study.py): the same mean NFE for both adapters
+       "toy_budget_flash": ("latent_dps", "flash_budget", {"adapter.nfe_mean": [10.0, 20.0, 40.0, 80.0],
+                                                            "num_images": [32.0]}),
+       "toy_budget_fixed": ("latent_dps", "fixed", {"adapter.t_start": [9.0, 19.0, 39.0, 79.0], "num_images": [32.0]})}
 OTHERS = {"optuna_flash_latent_dps"}
 FILES = sorted(p.stem for p in SWEEPS.glob("*.yaml"))
 
