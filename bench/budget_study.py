@@ -53,6 +53,9 @@ def figure(curves: dict[str, list[dict]], path: Path) -> None:
             xs = [s["nfe_mean"] for s in summaries if s.get(metric) is not None]
             ax.plot(xs, [s[metric] for s in summaries if s.get(metric) is not None], "o-", label=name)
         ax.set_xscale("log")
+        ticks = sorted({s["nfe_mean"] for c in curves.values() for s in c})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("mean NFE")
         ax.set_ylabel(metric + (" (lower is better)" if metric in ("fd_toy", "lpips", "fid") else ""))
     axes[0].legend(fontsize=8)

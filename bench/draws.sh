@@ -11,6 +11,7 @@ K=${K:-4}
 RUN=${RUN:-outputs/draws}
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} WANDB_MODE=${WANDB_MODE:-disabled}
 rm -rf "$RUN"
+mkdir -p "$(dirname "$RUN")"
 start=$SECONDS
 "$PY" -m flashdiff samples_per_image="$K" num_images="$N" hydra.run.dir="$RUN" logger=disabled > "$RUN.log" 2>&1
 seconds=$((SECONDS - start))

@@ -137,9 +137,7 @@ def step_row(problem: dict, batch: int, precision: str, checkpointing: bool, dev
     from flashdiff.types import COUNTERS, StepBatch
 
     model = problem["model"]
-    model.configure(checkpoint_decoder=checkpointing)
-    if model.unet is not None:
-        model.unet.enable_gradient_checkpointing() if checkpointing else model.unet.disable_gradient_checkpointing()
+    model.configure(checkpoint_decoder=checkpointing, checkpoint_unet=checkpointing)
     y, params, gens = measured(problem, batch, device)
     z = randn_rows(gens, model.latent_shape, y)
     i = torch.full((batch,), 500, dtype=torch.int64, device=device)
@@ -170,8 +168,7 @@ def run_row(problem: dict, batch: int, batching: str, precision: str, device: to
     from flashdiff.reconstruction import reconstruct
 
     model = problem["model"]
-    model.configure(checkpoint_decoder=True)
-    model.unet.enable_gradient_checkpointing()
+    model.configure(checkpoint_decoder=True, checkpoint_unet=True)
     n = batch * size.images_per_slot
     nfe = draw_nfe(n, size.nfe_scale)
     items = [{"x": torch.rand(3, size.image, size.image, generator=torch.Generator().manual_seed(k)), "index": k,
@@ -197,8 +194,7 @@ def extra_rows(problem: dict, batch: int, device: torch.device) -> list[dict[str
     from flashdiff.types import COUNTERS
 
     model = problem["model"]
-    model.configure(checkpoint_decoder=False)
-    model.unet.disable_gradient_checkpointing()
+    model.configure(checkpoint_decoder=False, checkpoint_unet=False)
     y, params, _ = measured(problem, batch, device)
     encoder = SeverityEncoder.from_latent_diffusion(model).requires_grad_(False).eval().to(device)
     z = torch.randn(batch, *model.latent_shape, device=device)

@@ -11,6 +11,7 @@ N=${N:-32}
 RUNS=${RUNS:-outputs/precision}
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} WANDB_MODE=${WANDB_MODE:-disabled}
 rm -rf "$RUNS"
+mkdir -p "$(dirname "$RUNS")"
 for p in fp32 bf16; do
   start=$SECONDS
   "$PY" -m flashdiff precision=$p num_images="$N" hydra.run.dir="$RUNS/$p" logger=disabled > "$RUNS.$p.log" 2>&1

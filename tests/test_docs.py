@@ -90,3 +90,14 @@ def test_sweeps_page_lists_every_sweep():
     text = (ROOT / "docs" / "sweeps.md").read_text()
     sweeps = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
     assert sweeps and all(f"`{name}`" in text for name in sweeps), "docs/sweeps.md lacks a sweep file of sweeps/"
+
+
+def test_the_readme_python_example_runs_on_the_toy_world(monkeypatch, capsys):
+    """The README's Python API example, exactly as written, from the repository root."""
+    block = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert block, "README.md has a Python example"
+    monkeypatch.chdir(ROOT)
+    exec(compile(block.group(1), "README.md", "exec"), {})  # noqa: S102 -- the project's own README
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("toy/") for line in lines)
+    assert all(int(line.split()[1]) >= 1 for line in lines)  # every toy crop ran some reverse steps

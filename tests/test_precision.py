@@ -57,6 +57,44 @@ def test_activation_checkpointing_changes_nothing_but_memory():
         assert r.costs == plain[k].costs
 
 
+def _saved_bytes(model, z):
+    """Bytes the decoder keeps for the guidance backward (tensors saved outside checkpointed regions)."""
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model.decode(z.clone().requires_grad_(True))
+    out.square().sum().backward()
+    return sum(saved)
+
+
+@pytest.mark.parametrize("kind", ["AutoencoderKL", "VQModel"])
+def test_decoder_checkpointing_is_block_wise_and_saves_activation_memory(kind):
+    from diffusers import VQModel
+
+    from flashdiff.diffusion import LatentDiffusion
+
+    torch.manual_seed(0)
+    if kind == "VQModel":  # the paper's LDMs: diffusers' VQModel has no enable_gradient_checkpointing of its own
+        ae = VQModel(block_out_channels=(16, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+                     up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=3, num_vq_embeddings=64,
+                     norm_num_groups=8, sample_size=32)
+        model = LatentDiffusion(ae, None, scale_factor=1.0).requires_grad_(False).eval()
+    else:
+        model = build_tiny_ldm().requires_grad_(False).eval()
+    z = torch.randn(2, *model.latent_shape)
+    plain, plain_bytes = model.decode(z), _saved_bytes(model, z)
+    model.configure(checkpoint_decoder=True)
+    assert model.autoencoder.decoder.gradient_checkpointing  # diffusers' block-wise path, not one whole recompute
+    torch.testing.assert_close(model.decode(z), plain)
+    assert _saved_bytes(model, z) < 0.5 * plain_bytes  # only the blocks' inputs are kept
+    model.configure(checkpoint_decoder=False)  # and off again: the flags follow the settings
+    assert not model.autoencoder.decoder.gradient_checkpointing and _saved_bytes(model, z) == plain_bytes
+
+
 @pytest.mark.slow
 def test_compiled_models_agree_with_eager_on_the_toy_models():
     from flashdiff.diffusion import LatentDiffusion

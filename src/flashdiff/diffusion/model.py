@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel, VQModel
@@ -16,6 +17,22 @@ from flashdiff.diffusion.schedule import Schedule
 log = logging.getLogger(__name__)
 
 AUTOENCODERS = {"AutoencoderKL": AutoencoderKL, "VQModel": VQModel}
+
+
+def _checkpointed_call(module: torch.nn.Module, *args: Any) -> Any:
+    """One block's forward under non-reentrant activation checkpointing (diffusers' default checkpoint function)."""
+    return checkpoint(module.__call__, *args, use_reentrant=False)
+
+
+def _checkpoint_blocks(decoder: torch.nn.Module, enable: bool) -> bool:
+    """Block-wise checkpointing on or off in every submodule of ``decoder`` with diffusers' ``gradient_checkpointing``
+    flag, set as ``ModelMixin.enable_gradient_checkpointing`` sets it (VQModel does not expose that method); whether
+    any submodule has the flag."""
+    blocks = [m for m in decoder.modules() if hasattr(m, "gradient_checkpointing")]
+    for m in blocks:
+        m.gradient_checkpointing = enable
+        m._gradient_checkpointing_func = _checkpointed_call
+    return bool(blocks)
 
 
 class LatentDiffusion(nn.Module):
@@ -33,20 +50,28 @@ class LatentDiffusion(nn.Module):
         self.scale_factor = float(scale_factor)
         self.schedule = schedule if schedule is not None else Schedule.ldm()
         self.checkpoint_decoder = False
+        self._checkpoint_whole_decoder = False
         self._decode_fn = None  # a compiled decoder, where ``configure(compile=True)`` made one
 
     def configure(self, *, checkpoint_decoder: bool = False, checkpoint_unet: bool = False,
                   channels_last: bool = False, compile: bool = False) -> LatentDiffusion:
         """Memory and speed options for sampling (``memory.*``, ``compile``); none changes a result beyond float noise.
+        The two checkpointing flags are set to the values given (on or off); ``channels_last`` and ``compile`` apply
+        when true.
 
         ``checkpoint_unet``: diffusers' block-wise activation checkpointing of the UNet, so the guidance backward
-        recomputes each block instead of keeping its activations; ``checkpoint_decoder``: the decoder's forward is
-        checkpointed as a whole (the backward recomputes it); ``channels_last``: NHWC weights, faster convolutions
-        on GPUs; ``compile``: ``torch.compile`` of the UNet and of the decoder (compiled on first use).
+        recomputes each block instead of keeping its activations; ``checkpoint_decoder``: the same for the decoder's
+        mid and up blocks (diffusers' ``Decoder`` honours ``gradient_checkpointing``; a decoder without the flag is
+        checkpointed as a whole, which saves little: its backward recomputes every activation at once);
+        ``channels_last``: NHWC weights, faster convolutions on GPUs; ``compile``: ``torch.compile`` of the UNet and
+        of the decoder (compiled on first use).
         """
         self.checkpoint_decoder = bool(checkpoint_decoder)
-        if self.unet is not None and checkpoint_unet:
-            self.unet.enable_gradient_checkpointing()
+        decoder = getattr(self.autoencoder, "decoder", None)  # none for a pixel model
+        blocks = decoder is not None and _checkpoint_blocks(decoder, self.checkpoint_decoder)
+        self._checkpoint_whole_decoder = self.checkpoint_decoder and not blocks
+        if self.unet is not None:
+            self.unet.enable_gradient_checkpointing() if checkpoint_unet else self.unet.disable_gradient_checkpointing()
         if channels_last:
             self.to(memory_format=torch.channels_last)
         if compile:
@@ -75,7 +100,7 @@ class LatentDiffusion(nn.Module):
 
     def decode(self, z: Tensor) -> Tensor:
         """``x = D0(z)``: (B, C, h, w) -> (B, 3, H, W) in [0,1] (unclipped; VQ decoding quantises, straight-through)."""
-        if self.checkpoint_decoder and torch.is_grad_enabled() and z.requires_grad:
+        if self._checkpoint_whole_decoder and torch.is_grad_enabled() and z.requires_grad:
             return checkpoint(self._decode, z, use_reentrant=False)
         return self._decode(z)
 
