@@ -19,20 +19,19 @@ log = logging.getLogger(__name__)
 AUTOENCODERS = {"AutoencoderKL": AutoencoderKL, "VQModel": VQModel}
 
 
-def _checkpointed_call(module: torch.nn.Module, *args: Any) -> Any:
+def _checkpointed_call(module: nn.Module, *args: Any) -> Any:
     """One block's forward under non-reentrant activation checkpointing (diffusers' default checkpoint function)."""
     return checkpoint(module.__call__, *args, use_reentrant=False)
 
 
-def _checkpoint_blocks(decoder: torch.nn.Module, enable: bool) -> bool:
+def _checkpoint_blocks(decoder: nn.Module, enable: bool) -> None:
     """Block-wise checkpointing on or off in every submodule of ``decoder`` with diffusers' ``gradient_checkpointing``
-    flag, set as ``ModelMixin.enable_gradient_checkpointing`` sets it (VQModel does not expose that method); whether
-    any submodule has the flag."""
-    blocks = [m for m in decoder.modules() if hasattr(m, "gradient_checkpointing")]
-    for m in blocks:
-        m.gradient_checkpointing = enable
-        m._gradient_checkpointing_func = _checkpointed_call
-    return bool(blocks)
+    flag (the decoder's mid and up blocks), set as ``ModelMixin.enable_gradient_checkpointing`` sets it: VQModel does
+    not expose that method."""
+    for m in decoder.modules():
+        if hasattr(m, "gradient_checkpointing"):
+            m.gradient_checkpointing = enable
+            m._gradient_checkpointing_func = _checkpointed_call
 
 
 class LatentDiffusion(nn.Module):
@@ -50,7 +49,6 @@ class LatentDiffusion(nn.Module):
         self.scale_factor = float(scale_factor)
         self.schedule = schedule if schedule is not None else Schedule.ldm()
         self.checkpoint_decoder = False
-        self._checkpoint_whole_decoder = False
         self._decode_fn = None  # a compiled decoder, where ``configure(compile=True)`` made one
 
     def configure(self, *, checkpoint_decoder: bool = False, checkpoint_unet: bool = False,
@@ -61,15 +59,14 @@ class LatentDiffusion(nn.Module):
 
         ``checkpoint_unet``: diffusers' block-wise activation checkpointing of the UNet, so the guidance backward
         recomputes each block instead of keeping its activations; ``checkpoint_decoder``: the same for the decoder's
-        mid and up blocks (diffusers' ``Decoder`` honours ``gradient_checkpointing``; a decoder without the flag is
-        checkpointed as a whole, which saves little: its backward recomputes every activation at once);
+        mid and up blocks (diffusers' ``Decoder`` honours ``gradient_checkpointing``; checkpointing the decoder as a
+        whole saved no peak memory, since its backward recomputes every activation at once);
         ``channels_last``: NHWC weights, faster convolutions on GPUs; ``compile``: ``torch.compile`` of the UNet and
         of the decoder (compiled on first use).
         """
         self.checkpoint_decoder = bool(checkpoint_decoder)
-        decoder = getattr(self.autoencoder, "decoder", None)  # none for a pixel model
-        blocks = decoder is not None and _checkpoint_blocks(decoder, self.checkpoint_decoder)
-        self._checkpoint_whole_decoder = self.checkpoint_decoder and not blocks
+        if self.autoencoder is not None:  # none for a pixel model
+            _checkpoint_blocks(self.autoencoder.decoder, self.checkpoint_decoder)
         if self.unet is not None:
             self.unet.enable_gradient_checkpointing() if checkpoint_unet else self.unet.disable_gradient_checkpointing()
         if channels_last:
@@ -100,12 +97,6 @@ class LatentDiffusion(nn.Module):
 
     def decode(self, z: Tensor) -> Tensor:
         """``x = D0(z)``: (B, C, h, w) -> (B, 3, H, W) in [0,1] (unclipped; VQ decoding quantises, straight-through)."""
-        if self._checkpoint_whole_decoder and torch.is_grad_enabled() and z.requires_grad:
-            return checkpoint(self._decode, z, use_reentrant=False)
-        return self._decode(z)
-
-    def _decode(self, z: Tensor) -> Tensor:
-        """The decoder itself (compiled where configured)."""
         decode = self._decode_fn or self.autoencoder.decode
         return (decode(z / self.scale_factor).sample + 1.0) / 2.0
 
