@@ -29,15 +29,19 @@ SOLVER_OVERRIDES = {"latent_dps": [], "resample": ["solver=resample"]}
 
 def build(solver: str) -> dict:
     """Dataset, operator, model, solver and adapter of the default config (Flash on toy varying blur)."""
+    return compose_parts(SOLVER_OVERRIDES[solver] + ["+experiment=toy_varblur"])
+
+
+def compose_parts(overrides: list[str]) -> dict:
+    """Dataset, operator, model, solver and adapter of the project config with these Hydra overrides."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
 
     import flashdiff.paths  # noqa: F401  (registers ${flashdiff_root:})
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", SOLVER_OVERRIDES[solver] + ["+experiment=toy_varblur"], return_hydra_config=True)
-    from hydra.core.hydra_config import HydraConfig
-
+        cfg = compose("config", overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     return {"dataset": instantiate(cfg.dataset), "operator": instantiate(cfg.operator),
             "model": instantiate(cfg.model), "solver": instantiate(cfg.solver),
