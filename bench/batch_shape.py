@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
-from throughput import ROOT, compose_parts
+from throughput import ROOT, compose_parts, run
 
 
 def indices(spec: list[str]) -> list[int]:
@@ -34,16 +33,6 @@ def indices(spec: list[str]) -> list[int]:
     return out
 
 
-def scores(parts: dict, idx: list[int], batch_size: int, batching: str) -> dict[int, float]:
-    """PSNR of each image when ``idx`` are reconstructed together with this batch size and batching."""
-    from flashdiff.metrics import psnr
-    from flashdiff.reconstruction import reconstruct
-
-    results = reconstruct((parts["dataset"][k] for k in idx), parts["operator"], parts["model"], parts["solver"],
-                          parts["adapter"], batch_size=batch_size, batching=batching)
-    return {r.index: float(psnr(r.x_hat[None], r.x[None])) for r in results}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--indices", nargs="+", default=["76-91"], help="test image indices, ranges as 76-91")
@@ -52,29 +41,31 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "batch_shape.md"))
     args = parser.parse_args()
+    from flashdiff.records import provenance
+
     torch.set_num_threads(args.threads)
     idx, started = indices(args.indices), time.perf_counter()
     parts = compose_parts(args.overrides)
     columns = {}
     for shape in args.shapes:
         if shape == "alone":
-            columns[shape] = {k: v for i in idx for k, v in scores(parts, [i], 1, "static").items()}
+            columns[shape] = {k: v for i in idx for k, v in run(parts, [i], 1, "static")["psnr"].items()}
         else:
             size, _, batching = shape.partition(":")
-            columns[shape] = scores(parts, idx, int(size), batching or "continuous")
+            columns[shape] = run(parts, idx, int(size), batching or "continuous")["psnr"]
         print(shape, {k: round(v, 4) for k, v in columns[shape].items()}, flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    lines = [f"\n## {time.strftime('%Y-%m-%d %H:%M')} · commit {commit.stdout.strip()} · {platform.machine()}, "
+    lines = [f"\n## {time.strftime('%Y-%m-%d %H:%M')} · commit {provenance(ROOT)['commit']} · {platform.machine()}, "
              f"{os.cpu_count()} CPUs, {args.threads} torch threads, torch {torch.__version__} · "
              f"{time.perf_counter() - started:.0f} s in all\n",
              f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`\n",
              "| test index | " + " | ".join(args.shapes) + " | spread (dB) |",
              "|---|" + "---|" * (len(args.shapes) + 1)]
+    spreads = []
     for k in idx:
         row = [columns[s][k] for s in args.shapes]
-        lines.append(f"| {k} | " + " | ".join(f"{v:.4f}" for v in row) + f" | {max(row) - min(row):.4f} |")
-    spreads = sorted(max(columns[s][k] for s in args.shapes) - min(columns[s][k] for s in args.shapes) for k in idx)
-    lines.append(f"\nLargest spread {spreads[-1]:.4f} dB; {sum(v < 1e-3 for v in spreads)} of {len(idx)} images "
+        spreads.append(max(row) - min(row))
+        lines.append(f"| {k} | " + " | ".join(f"{v:.4f}" for v in row) + f" | {spreads[-1]:.4f} |")
+    lines.append(f"\nLargest spread {max(spreads):.4f} dB; {sum(v < 1e-3 for v in spreads)} of {len(idx)} images "
                  "within 0.001 dB.")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a") as f:

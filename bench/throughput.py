@@ -19,6 +19,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -48,14 +49,15 @@ def compose_parts(overrides: list[str]) -> dict:
             "adapter": instantiate(cfg.adapter).eval()}
 
 
-def run(parts: dict, n: int, batch_size: int, batching: str) -> dict:
-    """Reconstruct the first ``n`` test crops; wall time, engine counters and per-image PSNR / NFE."""
+def run(parts: dict, indices: Sequence[int], batch_size: int, batching: str) -> dict:
+    """Reconstruct these test crops together; wall time, engine counters and per-image PSNR / NFE."""
     from flashdiff.engine import EngineStats
     from flashdiff.metrics import psnr
     from flashdiff.reconstruction import reconstruct
 
     stats = EngineStats(batch_size)
-    items = (parts["dataset"][k] for k in range(n))
+    n = len(indices)
+    items = (parts["dataset"][k] for k in indices)
     started, cpu = time.perf_counter(), time.process_time()
     results = list(reconstruct(items, parts["operator"], parts["model"], parts["solver"], parts["adapter"],
                                batch_size=batch_size, batching=batching, stats=stats))
@@ -96,10 +98,10 @@ def main() -> None:
     rows, started = [], time.perf_counter()
     for solver in args.solvers:
         parts = build(solver)
-        run(parts, min(4, args.num_images), 4, "continuous")  # warm-up: lazy initialisation, allocator
+        run(parts, range(min(4, args.num_images)), 4, "continuous")  # warm-up: lazy initialisation, allocator
         for batch in args.batch_sizes:
             for batching in ("static", "continuous"):
-                row = run(parts, args.num_images, batch, batching) | {"solver": f"flash({solver})"}
+                row = run(parts, range(args.num_images), batch, batching) | {"solver": f"flash({solver})"}
                 print(f"{row['solver']} batch {batch} {batching}: {row['images_per_s']:.2f} img/s, occupancy "
                       f"{row['occupancy']:.3f}, {row['batched_steps']} steps", flush=True)
                 rows.append(row)
