@@ -53,7 +53,8 @@ def interpolated(num_images: int, mode: str) -> dict:
         cfg = compose("config", ["operator=deepinv_sr2"])
     dataset, op = instantiate(cfg.dataset), instantiate(cfg.operator)
     items = [dataset[i] for i in range(num_images)]
-    x, y, _, _ = measure_chunk(items, op, 0, torch.device("cpu"))
+    m = measure_chunk(items, op, 0, torch.device("cpu"))
+    x, y = m.x, m.y
     low = y[..., ::2, ::2]  # (B, 3, H/2, W/2): the lift repeats each pixel over its 2x2 block
     kwargs = {} if mode == "nearest" else {"align_corners": False}
     x_hat = F.interpolate(low, size=x.shape[-2:], mode=mode, **kwargs).clamp(0, 1)

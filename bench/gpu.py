@@ -125,7 +125,7 @@ def measured(problem: dict, batch: int, device: torch.device) -> tuple[torch.Ten
     seeds = torch.arange(1, batch + 1)
     x = torch.rand(batch, 3, problem["image"], problem["image"], generator=torch.Generator().manual_seed(0))
     x = x.to(device)
-    params = problem["op"].draw(seeds, tuple(x.shape))
+    params = {k: v.to(device) for k, v in problem["op"].draw(seeds, tuple(x.shape)).items()}  # drawn on the CPU
     return problem["op"].measure(x, params, seeds), params, generators(seeds.tolist(), 7)
 
 
@@ -143,9 +143,9 @@ def step_row(problem: dict, batch: int, precision: str, checkpointing: bool, dev
     i = torch.full((batch,), 500, dtype=torch.int64, device=device)
 
     def one_step() -> None:
-        counts = {name: torch.zeros(batch, dtype=torch.int64, device=device) for name in COUNTERS}
+        counts = {name: torch.zeros(batch, dtype=torch.int64) for name in COUNTERS}  # host tallies
         step = StepBatch(model=model, op=problem["op"], z=z, i=i, i_prev=i - 1, noise=torch.randn_like(z), y=y,
-                         params=params, generators=gens, counts=counts)
+                         params=params, generators=gens, counts=counts, i_host=i.cpu())
         with torch.no_grad(), autocast(device, precision):
             problem["solver"].step(step)
 

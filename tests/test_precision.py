@@ -120,3 +120,40 @@ def test_the_command_line_keys_reach_the_model_and_the_summary(tmp_path, tiny_ld
     assert summary["config"]["precision"] == "bf16" and summary["n_scored"] == 2
     engine = [json.loads(line) for line in (out / "engine.rank0.jsonl").read_text().splitlines()]
     assert engine[0]["precision"] == "bf16" and engine[0]["batched_steps"] == 3
+
+
+class _NetworkOutput(torch.nn.Module):
+    """A fixed ``(ẑ, σ̂²)`` (or ε), returned as a network returns it: in the autocast dtype where autocast is on."""
+
+    def __init__(self, *values):
+        super().__init__()
+        self.values = values
+
+    def forward(self, *_):
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+        out = tuple(v.to(dtype) for v in self.values)
+        return out if len(out) > 1 else out[0]
+
+
+@pytest.mark.parametrize("name", ["flash", "fixed", "flash_ddim_encoding"])
+def test_start_latents_are_computed_in_float32_under_bf16_autocast(name):
+    """The same encoder output gives the same start in fp32 and under bf16 autocast (only networks run in bf16)."""
+    from flashdiff.data.seeding import generators
+    from flashdiff.severity.start import Fixed, Flash, FlashDDIMEncoding
+    from flashdiff.solvers.ddim import ddim
+    from tests.conftest import AnalyticLDM
+
+    z_hat = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(0)).bfloat16().float()  # bf16-exact
+    encoder = _NetworkOutput(z_hat, torch.tensor([0.02, 0.2, 0.7]).bfloat16().float())
+    model = AnalyticLDM()
+    model.eps = _NetworkOutput(torch.full((1, 3, 8, 8), 0.375))  # a constant ε, in bf16 under autocast
+    adapter = {"flash": Flash(encoder), "fixed": Fixed(encoder, t_start=300),
+               "flash_ddim_encoding": FlashDDIMEncoding(encoder)}[name]
+    grid = ddim(num_steps=50).grid(model.schedule)
+    starts = {}
+    for precision in ("fp32", "bf16"):
+        with autocast(torch.device("cpu"), precision):
+            starts[precision] = adapter(model, torch.zeros(3, 3, 8, 8), grid, generators(range(3)))
+    assert starts["bf16"].latents.dtype == torch.float32
+    assert starts["bf16"].nfe.tolist() == starts["fp32"].nfe.tolist() and min(starts["fp32"].nfe.tolist()) > 0
+    torch.testing.assert_close(starts["bf16"].latents, starts["fp32"].latents, rtol=1.3e-6, atol=1e-6)

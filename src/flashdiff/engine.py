@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from flashdiff.devices import index, to_device
 from flashdiff.diffusion.sampling import randn_rows
 from flashdiff.precision import autocast
 from flashdiff.types import COUNTERS, DiffusionSolver, LatentModel, Operator, Params, SolverOutput, StepBatch
@@ -32,14 +33,14 @@ ORDERS = ("longest_first", "fifo")
 class Chunk:
     """Prepared samples waiting for slots: start latents and steps (an adapter's ``Start``) with their data."""
 
-    z: Tensor  # (B, C, h, w) z_start
-    nfe: Tensor  # (B,) int64 reverse steps to run (0: z is the result, no slot needed)
-    y: Tensor | None  # (B, 3, H, W) measurements (None for unguided solvers)
-    params: Params  # per-sample operator parameters (B, ...)
+    z: Tensor  # (B, C, h, w) z_start, on the run's device (it sets the engine's device)
+    nfe: Tensor  # (B,) int64 on the CPU: reverse steps to run (0: z is the result, no slot needed)
+    y: Tensor | None  # (B, 3, H, W) measurements (None for unguided solvers); moved to the device on arrival
+    params: Params  # per-sample operator parameters (B, ...); moved to the device on arrival
     generators: Sequence[torch.Generator]  # one per sample
     keys: list[Any]  # the caller's handle per sample, given back with its result
-    counts: dict[str, Tensor] = field(default_factory=dict)  # (B,) work already spent (the adapter's forwards)
-    seconds: Tensor | None = None  # (B,) wall time already spent per sample
+    counts: dict[str, Tensor] = field(default_factory=dict)  # (B,) CPU: work already spent (the adapter's forwards)
+    seconds: Tensor | None = None  # (B,) CPU: wall time already spent per sample
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Finished:
     """A sample that reached the clean end: its final latent, steps run, costs and wall-time share."""
 
     key: Any
-    latents: Tensor  # (C, h, w)
+    latents: Tensor  # (C, h, w), on the run's device
     nfe: int
     counts: dict[str, int]
     seconds: float
@@ -79,45 +80,57 @@ class Engine:
         self.model, self.op, self.solver, self.slots = model, op, solver, int(batch_size)
         self.batching, self.order, self.precision = batching, order, precision
         self.lookahead = 4 * self.slots if lookahead is None else int(lookahead)
-        self.grid = solver.grid(model.schedule)  # (N,) descending
+        self.grid = solver.grid(model.schedule)  # (N,) descending, on the host
+        self._grid_next = torch.cat([self.grid[1:], self.grid.new_full((1,), -1)])  # i_prev of each grid position
         self.stats = stats if stats is not None else EngineStats(self.slots)
         self._pool: list[tuple[Chunk, int]] = []  # prepared samples waiting for a slot
         self._allocated = False
 
     # -- slot storage -------------------------------------------------------------------------------------------
     def _allocate(self, chunk: Chunk) -> None:
-        """Slot tensors shaped like one sample of ``chunk``, on its device."""
+        """Slot tensors shaped like one sample of ``chunk`` on its latents' device (the run's); the control state
+        (busy slots, grid positions, NFE, counters) is host bookkeeping, known without asking the device."""
         s, dev = self.slots, chunk.z.device
+        self.device = dev
         self.z = torch.zeros((s, *chunk.z.shape[1:]), dtype=chunk.z.dtype, device=dev)
         self.y = None if chunk.y is None else torch.zeros((s, *chunk.y.shape[1:]), dtype=chunk.y.dtype, device=dev)
-        self.params = {k: torch.zeros((s, *v.shape[1:]), dtype=v.dtype, device=v.device)
-                       for k, v in chunk.params.items()}
-        self.pos = torch.zeros(s, dtype=torch.int64, device=dev)  # grid position of each slot's z
-        self.active = torch.zeros(s, dtype=torch.bool, device=dev)
-        self.counts = {name: torch.zeros(s, dtype=torch.int64, device=dev) for name in COUNTERS}
+        self.params = {k: torch.zeros((s, *v.shape[1:]), dtype=v.dtype, device=dev) for k, v in chunk.params.items()}
         self.state: dict[str, Tensor] = {}
+        self.pos = [0] * s  # grid position of each slot's z
+        self.active = [False] * s
+        self.counts = {name: torch.zeros(s, dtype=torch.int64) for name in COUNTERS}  # host tallies
         self.gens: list[torch.Generator | None] = [None] * s
         self.keys: list[Any] = [None] * s
         self.nfe = [0] * s
         self.seconds = [0.0] * s
         self._allocated = True
 
-    def _admit(self, chunk: Chunk, row: int, slot: int) -> None:
-        """Put sample ``row`` of ``chunk`` into ``slot``: its latent, data, position, counters and state zeroed."""
-        self.z[slot] = chunk.z[row]
+    def _on_device(self, chunk: Chunk) -> Chunk:
+        """``chunk`` with its latents, measurements and parameters on the run's device (moved once, on arrival)."""
+        def move(v: Tensor) -> Tensor:
+            return v if v.device == self.device else to_device(v, self.device)
+
+        return replace(chunk, z=move(chunk.z), y=None if chunk.y is None else move(chunk.y),
+                       params={k: move(v) for k, v in chunk.params.items()})
+
+    def _admit(self, chunk: Chunk, rows: list[int], slots: list[int]) -> None:
+        """Put samples ``rows`` of ``chunk`` into ``slots``: latents, data and parameters copied on the device (one
+        index upload), solver state zeroed; positions, counters and costs set on the host."""
+        slots_d, rows_d = index([slots, rows], self.device)
+        self.z.index_copy_(0, slots_d, chunk.z.index_select(0, rows_d).to(self.z.dtype))
         if self.y is not None:
-            self.y[slot] = chunk.y[row]
+            self.y.index_copy_(0, slots_d, chunk.y.index_select(0, rows_d))
         for k, v in chunk.params.items():
-            self.params[k][slot] = v[row].to(self.params[k].device)
-        nfe = int(chunk.nfe[row])
-        self.pos[slot] = self.grid.numel() - nfe
-        self.active[slot] = True
-        for name in COUNTERS:
-            self.counts[name][slot] = int(chunk.counts[name][row]) if name in chunk.counts else 0
+            self.params[k].index_copy_(0, slots_d, v.index_select(0, rows_d))
         for v in self.state.values():
-            v[slot] = 0
-        self.gens[slot], self.keys[slot], self.nfe[slot] = chunk.generators[row], chunk.keys[row], nfe
-        self.seconds[slot] = float(chunk.seconds[row]) if chunk.seconds is not None else 0.0
+            v.index_fill_(0, slots_d, 0)
+        for slot, row in zip(slots, rows):
+            nfe = int(chunk.nfe[row])
+            self.pos[slot], self.active[slot], self.nfe[slot] = self.grid.numel() - nfe, True, nfe
+            for name in COUNTERS:
+                self.counts[name][slot] = int(chunk.counts[name][row]) if name in chunk.counts else 0
+            self.gens[slot], self.keys[slot] = chunk.generators[row], chunk.keys[row]
+            self.seconds[slot] = float(chunk.seconds[row]) if chunk.seconds is not None else 0.0
 
     @staticmethod
     def _finished_at_once(chunk: Chunk, row: int) -> Finished:
@@ -138,14 +151,14 @@ class Engine:
                 if chunk is None:
                     exhausted = True
                     break
-                bad = (chunk.nfe < 0) | (chunk.nfe > self.grid.numel())
-                if bool(bad.any()):
-                    raise ValueError(f"nfe must lie in [0, {self.grid.numel()}] (the solver's num_steps), "
-                                     f"got {chunk.nfe.tolist()}")
+                nfes = chunk.nfe.tolist()  # host facts (an adapter's Start)
+                if any(not 0 <= k <= self.grid.numel() for k in nfes):
+                    raise ValueError(f"nfe must lie in [0, {self.grid.numel()}] (the solver's num_steps), got {nfes}")
                 if not self._allocated:
                     self._allocate(chunk)
-                done = [self._finished_at_once(chunk, r) for r in range(len(chunk.keys)) if int(chunk.nfe[r]) == 0]
-                self._pool += [(chunk, r) for r in range(len(chunk.keys)) if int(chunk.nfe[r]) > 0]
+                chunk = self._on_device(chunk)
+                done = [self._finished_at_once(chunk, r) for r, k in enumerate(nfes) if k == 0]
+                self._pool += [(chunk, r, k) for r, k in enumerate(nfes) if k > 0]
                 if done:
                     yield done
             if self.batching == "continuous" or self.stats.busy == 0:
@@ -157,55 +170,66 @@ class Engine:
             yield self._step()
 
     def _fill(self) -> None:
-        """Admit waiting samples into the free slots (longest first, or in arrival order)."""
+        """Admit waiting samples into the free slots (longest first, or in arrival order), a chunk at a time."""
         if not self._pool:
             return
-        free = (~self.active).nonzero().squeeze(1).tolist()
+        free = [slot for slot, busy in enumerate(self.active) if not busy]
         if self.order == "longest_first":
-            self._pool.sort(key=lambda entry: -int(entry[0].nfe[entry[1]]))  # stable: ties keep arrival order
+            self._pool.sort(key=lambda entry: -entry[2])  # stable: ties keep arrival order
         take, self._pool = self._pool[: len(free)], self._pool[len(free):]
-        for slot, (chunk, row) in zip(free, take):
-            self._admit(chunk, row, slot)
+        groups: dict[int, tuple[Chunk, list[int], list[int]]] = {}
+        for slot, (chunk, row, _) in zip(free, take):
+            group = groups.setdefault(id(chunk), (chunk, [], []))
+            group[1].append(row)
+            group[2].append(slot)
+        for chunk, rows, slots in groups.values():
+            self._admit(chunk, rows, slots)
         self.stats.busy += len(take)
 
     def _step(self) -> list[Finished]:
-        """One batched reverse step of every occupied slot; the samples that reach the clean end leave."""
+        """One batched reverse step of every occupied slot; the samples that reach the clean end leave.
+
+        Host work: the busy slots, their ``i`` and ``i_prev`` (one upload), their noise (one upload), counters and
+        leaving samples. Nothing is read back from the device: the leaving latents stay there, for decoding.
+        """
         started = time.perf_counter()
-        rows = self.active.nonzero().squeeze(1)  # (A,)
-        n = self.grid.numel()
-        grid = self.grid.to(self.pos.device)
-        p = self.pos[rows]
-        i = grid[p]
-        i_prev = torch.where(p + 1 < n, grid[(p + 1).clamp_max(n - 1)], torch.full_like(p, -1))
-        slots = rows.tolist()
-        gens = [self.gens[r] for r in slots]
-        z = self.z[rows]
-        counts = {name: torch.zeros(len(slots), dtype=torch.int64, device=z.device) for name in COUNTERS}
+        slots = [slot for slot, busy in enumerate(self.active) if busy]  # (A,)
+        p = torch.tensor([self.pos[slot] for slot in slots])
+        host = torch.stack([torch.tensor(slots), self.grid[p], self._grid_next[p]])  # (3, A): slot, i, i_prev
+        rows, i, i_prev = index(host, self.device)
+        gens = [self.gens[slot] for slot in slots]
+        z = self.z.index_select(0, rows)
+        counts = {name: torch.zeros(len(slots), dtype=torch.int64) for name in COUNTERS}
         batch = StepBatch(model=self.model, op=self.op, z=z, i=i, i_prev=i_prev,
-                          noise=randn_rows(gens, z.shape[1:], z), y=None if self.y is None else self.y[rows],
-                          params={k: v[rows] for k, v in self.params.items()}, generators=gens, counts=counts,
-                          state={k: v[rows] for k, v in self.state.items()})
-        with autocast(z.device, self.precision):
-            z_prev = self.solver.step(batch)
-        self.z[rows] = z_prev.to(self.z.dtype)
+                          noise=randn_rows(gens, z.shape[1:], z),
+                          y=None if self.y is None else self.y.index_select(0, rows),
+                          params={k: v.index_select(0, rows) for k, v in self.params.items()}, generators=gens,
+                          counts=counts, state={k: v.index_select(0, rows) for k, v in self.state.items()},
+                          i_host=host[1])
+        with autocast(self.device, self.precision):
+            z_prev = self.solver.step(batch).to(self.z.dtype)
+        self.z.index_copy_(0, rows, z_prev)
         for k, v in batch.state.items():
             if k not in self.state:
-                self.state[k] = torch.zeros((self.slots, *v.shape[1:]), dtype=v.dtype, device=v.device)
-            self.state[k][rows] = v
+                self.state[k] = torch.zeros((self.slots, *v.shape[1:]), dtype=v.dtype, device=self.device)
+            self.state[k].index_copy_(0, rows, v.to(self.state[k].dtype))
         for name in COUNTERS:
-            self.counts[name][rows] += counts[name]
-        self.pos[rows] += 1
+            self.counts[name].index_add_(0, host[0], counts[name])
         self.stats.batched_steps += 1
         self.stats.busy_slot_steps += len(slots)
         share = (time.perf_counter() - started) / len(slots)
-        for r in slots:
-            self.seconds[r] += share
-        leaving = rows[self.pos[rows] == n].tolist()
-        out = [Finished(self.keys[r], self.z[r].clone(), self.nfe[r],
-                        {name: int(self.counts[name][r]) for name in COUNTERS}, self.seconds[r]) for r in leaving]
-        self.active[leaving] = False
-        for r in leaving:
-            self.gens[r] = self.keys[r] = None
+        leaving = []
+        for j, slot in enumerate(slots):
+            self.pos[slot] += 1
+            self.seconds[slot] += share
+            if self.pos[slot] == self.grid.numel():
+                leaving.append((j, slot))
+        out = [Finished(self.keys[slot], z_prev[j], self.nfe[slot],
+                        {name: int(self.counts[name][slot]) for name in COUNTERS}, self.seconds[slot])
+               for j, slot in leaving]
+        for _, slot in leaving:
+            self.active[slot] = False
+            self.gens[slot] = self.keys[slot] = None
         self.stats.busy -= len(leaving)
         return out
 

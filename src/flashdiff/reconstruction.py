@@ -20,6 +20,7 @@ from torch import Tensor
 
 from flashdiff.data.seeding import generators as sample_generators
 from flashdiff.data.seeding import measurement_seed
+from flashdiff.devices import to_device
 from flashdiff.engine import Chunk, Engine, EngineStats
 from flashdiff.precision import autocast, resolve_precision, use_tf32
 from flashdiff.types import COUNTERS, Adapter, DiffusionSolver, LatentModel, Operator, Params, Restorer
@@ -74,20 +75,32 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def measure_chunk(items: list[dict[str, Any]], op: Operator, seed: int,
-                  device: torch.device) -> tuple[Tensor | None, Tensor, Params, Tensor]:
-    """``(x, y, params, seeds)`` of a list of dataset items (``x``: measured here) or measurements (``y`` given)."""
+@dataclass
+class Measurement:
+    """A chunk's data on the run's device (``x`` where the items had clean images, ``y``, the operator's ``params``)
+    with the host copies its results keep; parameters are drawn on the CPU from each image's seed, then sent."""
+
+    x: Tensor | None  # (B, 3, H, W)
+    y: Tensor  # (B, 3, H, W)
+    params: Params  # (B, ...) on the device
+    seeds: Tensor  # (B,) int64 measurement seeds
+    x_host: Tensor | None  # (B, 3, H, W) on the CPU
+    params_host: Params  # (B, ...) on the CPU
+
+
+def measure_chunk(items: list[dict[str, Any]], op: Operator, seed: int, device: torch.device) -> Measurement:
+    """A list of dataset items (``y`` measured here) or measurements (``y`` given) as a ``Measurement``."""
     seeds = torch.tensor([measurement_seed(int(item["seed"]), seed) for item in items])
-    if "x" in items[0]:
-        x = torch.stack([item["x"] for item in items]).to(device)  # (B, 3, H, W)
-        params = op.draw(seeds, tuple(x.shape))
-        return x, op.measure(x, params, seeds), params, seeds
-    y = torch.stack([item["y"] for item in items]).to(device)
+    data = torch.stack([item["x" if "x" in items[0] else "y"] for item in items])  # (B, 3, H, W) on the CPU
     if "params" in items[0]:
-        params = {k: torch.cat([item["params"][k] for item in items]).to(device) for k in items[0]["params"]}
+        host = {k: torch.cat([item["params"][k] for item in items]).cpu() for k in items[0]["params"]}
     else:
-        params = op.draw(seeds, tuple(y.shape))
-    return None, y, params, seeds
+        host = {k: v.cpu() for k, v in op.draw(seeds, tuple(data.shape)).items()}
+    params = {k: to_device(v, device) for k, v in host.items()}
+    if "x" not in items[0]:
+        return Measurement(None, to_device(data, device), params, seeds, None, host)
+    x = to_device(data, device)
+    return Measurement(x, op.measure(x, params, seeds), params, seeds, data, host)
 
 
 class _Run:
@@ -99,32 +112,34 @@ class _Run:
         self.seed, self.device, self.precision = seed, device, precision
         self.meta: dict[int, dict[str, Any]] = {}
 
-    def remember(self, items: list[dict[str, Any]], x: Tensor | None, y: Tensor, params: Params,
-                 sigma2: Tensor | None, t_start: list[int | None]) -> list[tuple[int, int]]:
-        """Keep each item's data until it finishes; returns the keys (dataset index, draw)."""
+    def remember(self, items: list[dict[str, Any]], m: Measurement, sigma2: Tensor | None,
+                 t_start: list[int | None]) -> list[tuple[int, int]]:
+        """Keep each item's data until it finishes (one read-back of y and σ̂² per chunk); returns the keys."""
+        y = m.y.float().cpu()
+        sigma2 = None if sigma2 is None else sigma2.float().cpu().tolist()
         keys = []
         for b, item in enumerate(items):
-            row = {k: v[b:b + 1].cpu() for k, v in params.items()}
+            row = {k: v[b:b + 1] for k, v in m.params_host.items()}
             self.meta[key(item)] = {
-                "id": str(item["id"]), "x": None if x is None else x[b].cpu(), "y": y[b].cpu(), "params": row,
+                "id": str(item["id"]), "x": None if m.x_host is None else m.x_host[b], "y": y[b], "params": row,
                 "severity": float(row["severity"]) if "severity" in row else None,
-                "sigma2_hat": None if sigma2 is None else float(sigma2[b]), "t_start": t_start[b]}
+                "sigma2_hat": None if sigma2 is None else sigma2[b], "t_start": t_start[b]}
             keys.append(key(item))
         return keys
 
     def prepare(self, items: list[dict[str, Any]]) -> Chunk:
-        """Measure a chunk, run the adapter on it (timed), and hand it to the engine."""
-        x, y, params, seeds = measure_chunk(items, self.op, self.seed, self.device)
+        """Measure a chunk, run the adapter on it (timed), and hand it to the engine (data on the device)."""
+        m = measure_chunk(items, self.op, self.seed, self.device)
         started = time.perf_counter()
         draws = [int(item.get("draw", 0)) for item in items]
-        gens = sample_generators([s + d * DRAW_SALT for s, d in zip(seeds.tolist(), draws)], SOLVER_NOISE_SALT)
+        gens = sample_generators([s + d * DRAW_SALT for s, d in zip(m.seeds.tolist(), draws)], SOLVER_NOISE_SALT)
         grid = self.solver.grid(self.model.schedule)
         with autocast(self.device, self.precision):
-            begin = self.adapter(self.model, y, grid, gens)
-        keys = self.remember(items, x, y, params, begin.sigma2_hat, begin.t_start)
-        counts = {} if begin.score_forwards is None else {"score_forwards": begin.score_forwards}
+            begin = self.adapter(self.model, m.y, grid, gens)
+        keys = self.remember(items, m, begin.sigma2_hat, begin.t_start)
+        counts = {} if begin.score_forwards is None else {"score_forwards": begin.score_forwards.cpu()}
         seconds = torch.full((len(items),), (time.perf_counter() - started) / len(items))
-        return Chunk(begin.latents.float(), begin.nfe, y, params, gens, keys, counts, seconds)
+        return Chunk(begin.latents.float(), begin.nfe.cpu(), m.y, m.params, gens, keys, counts, seconds)
 
     def result(self, k: tuple[int, int], raw: Tensor, nfe: int, costs: dict[str, int], seconds: float) -> Result:
         """The finished draw ``k`` (``raw``: decoded, unclipped) with everything remembered about it."""
@@ -156,7 +171,7 @@ def reconstruct_batches(data: Iterable[dict[str, Any]], operator: Operator, mode
     solver.check(model, operator)
     if hasattr(adapter, "plan"):  # an adapter that allocates over the whole run (flash_budget): encode it first
         data = data if plan_data is not None else list(data)
-        measured = (measure_chunk(items, operator, seed, device)[1] for items in _chunks(plan_data or data, batch_size))
+        measured = (measure_chunk(items, operator, seed, device).y for items in _chunks(plan_data or data, batch_size))
         with torch.no_grad(), autocast(device, precision):
             adapter.plan(model, measured, solver.grid(model.schedule))
     run = _Run(operator, model, solver, adapter, seed, device, precision)
@@ -178,13 +193,13 @@ def _restore(data: Iterable[dict[str, Any]], op: Operator, restorer: Restorer, b
     """A non-diffusion method in chunks of ``batch_size``: ``x̂ = f(y)``; NFE and every cost 0."""
     zero = dict.fromkeys(COUNTERS, 0)
     for items in _chunks(data, batch_size):
-        x, y, params, _ = measure_chunk(items, op, seed, device)
+        m = measure_chunk(items, op, seed, device)
         started = time.perf_counter()
         with torch.no_grad(), autocast(device, precision):
-            raw = restorer.restore(y).float().cpu()
+            raw = restorer.restore(m.y).float().cpu()
         seconds = (time.perf_counter() - started) / len(items)
         run = _Run(op, None, restorer, None, seed, device, precision)
-        keys = run.remember(items, x, y, params, None, [None] * len(items))
+        keys = run.remember(items, m, None, [None] * len(items))
         yield [run.result(k, raw[b], 0, dict(zero), seconds) for b, k in enumerate(keys)]
 
 

@@ -17,7 +17,8 @@ Params = dict[str, Tensor]
 """Per-sample degradation parameters; always holds ``"severity"`` of shape ``(B,)`` in [0, 1]."""
 
 Counts = dict[str, Tensor]
-"""Per-sample work tallies (A,) int64 keyed by ``COUNTERS``; whoever does the work adds at its rows."""
+"""Per-sample work tallies (A,) int64 on the CPU keyed by ``COUNTERS``; whoever does the work adds at its rows. Host
+bookkeeping: a count is a fact the host knows (one forward per row), never read back from the device."""
 
 COUNTERS = ("score_forwards", "backward_passes", "decoder_calls", "encoder_calls", "inner_iterations")
 """What a reverse step costs, counted per sample besides NFE (METHOD.md §4)."""
@@ -85,8 +86,9 @@ class StepBatch:
     y: Tensor | None  # (A, 3, H, W) measurements
     params: Params  # per-sample operator parameters (A, ...)
     generators: Sequence[torch.Generator]  # the samples' own generators (for draws beyond ``noise``)
-    counts: Counts  # (A,) tallies to add to
+    counts: Counts  # (A,) host tallies to add to
     state: dict[str, Tensor] = field(default_factory=dict)  # per-sample solver state (A, ...): zeros at admission
+    i_host: Tensor | None = None  # (A,) int64 on the CPU, ``i`` as a host fact: decide on it without a device sync
 
 
 @runtime_checkable
@@ -94,8 +96,10 @@ class DiffusionSolver(Protocol):
     """A reverse-diffusion solver, as the engine needs it: a descending grid and one batched step rule.
 
     The engine owns the loop (``flashdiff.engine``): it gathers the occupied slots, draws their noise, calls
-    ``step`` and scatters the result back; a sample runs its last ``nfe`` grid steps. ``check`` refuses a model
-    or operator the solver cannot run (before any work), with a message naming the config key to change.
+    ``step`` and scatters the result back; a sample runs its last ``nfe`` grid steps. Every tensor of the batch is
+    on the model's device except ``counts`` and ``i_host`` (host facts); a step reads nothing back from the device
+    unless its algorithm is data-dependent, and then says so in its docstring (ReSample's per-sample stop).
+    ``check`` refuses a model or operator the solver cannot run (before any work), naming the config key to change.
     """
 
     num_steps: int

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from flashdiff.devices import host_empty, to_device
 from flashdiff.diffusion.schedule import Schedule
 from flashdiff.diffusion.steps import ddim_step, ddpm_step, sampling_grid, tweedie_z0
 from flashdiff.types import LatentModel, Operator, StepBatch
@@ -31,9 +32,14 @@ def make_step(schedule: Schedule, delta: float | None) -> Step:
 
 
 def randn_rows(generators: Sequence[torch.Generator], shape: Sequence[int], like: Tensor) -> Tensor:
-    """Standard normal noise (len(generators), *shape), row r drawn from ``generators[r]``; on like's device/dtype."""
-    noise = [torch.randn(tuple(shape), generator=g) for g in generators]
-    return torch.stack(noise).to(device=like.device, dtype=like.dtype)
+    """Standard normal noise (len(generators), *shape), row r drawn from ``generators[r]``; on like's device/dtype.
+
+    Drawn on the CPU, so results do not depend on the device, into one host buffer sent in one non-blocking upload.
+    """
+    host = host_empty((len(generators), *shape), torch.float32, like.device)
+    for row, g in zip(host, generators):
+        row.normal_(generator=g)  # = torch.randn(shape, generator=g)
+    return to_device(host, like.device).to(like.dtype)
 
 
 def guided_step(batch: StepBatch, step: Step, guidance: Guidance) -> tuple[Tensor, Tensor]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from diffusers import DDPMScheduler
 from torch import Tensor
+
+from flashdiff.devices import to_device
 
 LDM_BETA_START = 0.0015
 LDM_BETA_END = 0.0195
@@ -33,6 +35,7 @@ class Schedule:
 
     betas: Tensor  # (T,) float64
     alphas_cumprod: Tensor  # (T,) float64, abar_i
+    _tables: dict[torch.device, Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_scheduler(cls, scheduler: DDPMScheduler) -> Schedule:
@@ -53,19 +56,25 @@ class Schedule:
         """Signal-to-noise ratio per step, ``a_i^2 / b_i^2 = abar_i / (1 - abar_i)``; shape (T,)."""
         return self.alphas_cumprod / (1.0 - self.alphas_cumprod)
 
+    def table(self, device: torch.device) -> Tensor:
+        """``[1, abar_0, ..., abar_{T-1}]`` (T + 1,) float64 on ``device``: step -1 (clean) at 0; cached per device,
+        so a step's coefficient look-ups copy nothing to the device."""
+        if device not in self._tables:
+            one = torch.ones(1, dtype=self.alphas_cumprod.dtype)
+            self._tables[device] = to_device(torch.cat([one, self.alphas_cumprod]), device)
+        return self._tables[device]
+
     def abar(self, i: Tensor) -> Tensor:
         """``abar_i`` for per-sample steps ``i`` (B,) in [-1, T), as float64 (B,); ``abar_{-1} := 1`` (clean data)."""
-        table = self.alphas_cumprod.to(i.device)
-        # A plain table[-1] would wrap around to abar_{T-1}; step -1 is the noise-free end instead.
-        return torch.where(i >= 0, table[i.clamp_min(0)], torch.ones((), dtype=table.dtype, device=i.device))
+        return self.table(i.device)[i + 1]
 
     def a(self, i: Tensor) -> Tensor:
         """``sqrt(abar_i)`` for per-sample steps ``i`` (B,), as float32 (B,)."""
-        return self.alphas_cumprod.to(i.device)[i].sqrt().float()
+        return self.abar(i).sqrt().float()
 
     def b(self, i: Tensor) -> Tensor:
         """``sqrt(1 - abar_i)`` for per-sample steps ``i`` (B,), as float32 (B,)."""
-        return (1.0 - self.alphas_cumprod.to(i.device)[i]).sqrt().float()
+        return (1.0 - self.abar(i)).sqrt().float()
 
     def q_sample(self, z0: Tensor, i: Tensor, noise: Tensor) -> Tensor:
         """Forward diffusion ``z_i = a_i z0 + b_i eps`` for per-sample steps ``i`` (B,); z0, noise (B, C, h, w)."""

@@ -46,7 +46,8 @@ def ddim_step(schedule: Schedule, z_i: Tensor, eps: Tensor, i: Tensor, i_prev: T
     """
     abar = schedule.abar(i)
     abar_prev = schedule.abar(i_prev)
-    delta = torch.as_tensor(delta, dtype=torch.float64, device=abar.device)
+    if isinstance(delta, Tensor):
+        delta = delta.to(torch.float64)  # (B,) on the latents' device; a float stays a host scalar (no upload)
     # σ_i = δ sqrt((1-ᾱ_prev)/(1-ᾱ_i)) sqrt(1-ᾱ_i/ᾱ_prev); δ = 1 between consecutive steps is DDPM's β̃_i.
     sigma = delta * ((1.0 - abar_prev) / (1.0 - abar) * (1.0 - abar / abar_prev)).clamp_min(0.0).sqrt()
     z0 = tweedie_z0(schedule, z_i, eps, i)

@@ -31,8 +31,12 @@ def start_on_grid(grid: Tensor, k: Tensor, diffused: Tensor) -> tuple[Tensor, li
 
 
 def noise_correction(z_hat: Tensor, sigma2: Tensor, c: float, generators: Sequence[torch.Generator]) -> Tensor:
-    """``z_start = sqrt(1 - cσ²) ẑ + sqrt(cσ²) ε`` (METHOD.md §3), cσ² clamped to [0, 1]; (B, C, h, w)."""
-    v = (c * sigma2).clamp(0.0, 1.0).view(-1, 1, 1, 1).to(z_hat)
+    """``z_start = sqrt(1 - cσ²) ẑ + sqrt(cσ²) ε`` (METHOD.md §3), cσ² clamped to [0, 1]; (B, C, h, w) float32.
+
+    Full precision whatever the encoder returned (bf16 under autocast): the start latent is not a network output.
+    """
+    z_hat = z_hat.float()
+    v = (c * sigma2.float()).clamp(0.0, 1.0).view(-1, 1, 1, 1).to(z_hat.device)
     eps = randn_rows(generators, z_hat.shape[1:], z_hat)
     return (1.0 - v).sqrt() * z_hat + v.sqrt() * eps
 
@@ -48,7 +52,7 @@ def _start_at(model: LatentModel, z_hat: Tensor, k: Tensor, grid: Tensor, c: flo
     level = level.float().to(z_hat.device)
     nfe, t_start = start_on_grid(grid, k, (c * level).cpu() > 0)
     z = noise_correction(z_hat, level, c, generators)
-    z = torch.where((nfe == 0).view(-1, 1, 1, 1).to(z.device), z_hat, z)  # nothing diffused: the result is ẑ
+    z = torch.where((nfe == 0).view(-1, 1, 1, 1).to(z.device), z_hat.float(), z)  # nothing diffused: ẑ is the result
     return Start(z, nfe, t_start)
 
 
@@ -120,6 +124,8 @@ class FlashDDIMEncoding(nn.Module):
     Sample b inverts from clean up through ``grid[N-1], ..., grid[k_b]`` (``N - k_b`` UNet forwards, ε evaluated at
     the target step as in the authors' code), so DDIM with δ = 0 from ``grid[k_b]`` undoes it exactly for a constant
     ε. Only samples still ascending run through the UNet; the forwards are returned in ``Start.score_forwards``.
+    The latents and the inversion arithmetic stay float32 under autocast (only the UNet runs in bf16); it runs at
+    admission, where reading the start positions back is allowed.
     Pair it with a DDIM solver (``solver=latent_dps_ddim solver.delta=0``).
     """
 
@@ -134,7 +140,7 @@ class FlashDDIMEncoding(nn.Module):
         k = snr_match(model.schedule, grid, sigma2).to(z_hat.device)  # (B,)
         nfe, t_start = start_on_grid(grid, k, sigma2.cpu() > 0)
         runs = nfe.to(z_hat.device) > 0
-        z = z_hat.clone()
+        z = z_hat.float().clone()  # float32 even where the encoder ran in bf16
         forwards = torch.zeros(z.shape[0], dtype=torch.int64, device=z.device)
         current = torch.full((z.shape[0],), -1, dtype=torch.int64, device=z.device)  # -1: clean
         for p in range(grid.numel() - 1, int(k.min().item()) - 1, -1):  # ascending noise
@@ -142,7 +148,7 @@ class FlashDDIMEncoding(nn.Module):
             if rows.numel() == 0:
                 continue
             target = grid[p].expand(rows.numel())
-            eps = model.eps(z[rows], target)
+            eps = model.eps(z[rows], target).float()
             z[rows] = ddim_inversion_step(model.schedule, z[rows], eps, current[rows], target)
             current[rows], forwards[rows] = target, forwards[rows] + 1
         return Start(z, nfe, t_start, sigma2, score_forwards=forwards.cpu())

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from flashdiff.devices import index
 from flashdiff.diffusion.sampling import DiffusionStep, randn_rows
 from flashdiff.diffusion.steps import sampling_grid, stochastic_resample
 from flashdiff.types import Counts, LatentModel, Operator, Params, StepBatch
@@ -38,27 +39,31 @@ def hard_data_consistency(model: LatentModel, op: Operator, y: Tensor, params: P
 
     Each sample is its own parameter of one ``torch.optim.Adam`` (own moments and step count), so samples stay
     independent of their batch. Before each step a sample with ``(1/m)||y - A(D0(z))||² < τ`` stops: its gradient
-    is dropped (Adam skips it), so it keeps its z and leaves the batch. Counted per sample in ``counts`` (A,):
-    decoder calls (the steps and the check that stopped it), backward passes and iterations (the steps).
+    is dropped (Adam skips it), so it keeps its z and leaves the batch. Counted per sample in the host ``counts``
+    (A,): decoder calls (the steps and the check that stopped it), backward passes and iterations (the steps).
+    The stop is data-dependent: each iteration reads the (L,) stop flags back from the device, the one host sync.
     """
     zs = [z0[k : k + 1].detach().clone().requires_grad_(True) for k in range(z0.shape[0])]
     optimizer = torch.optim.Adam(zs, lr=lr)
-    live = torch.arange(z0.shape[0], device=z0.device)  # positions still optimising
+    live = list(range(z0.shape[0]))  # positions still optimising (host)
     for _ in range(max_iters):
+        live_d = index(live, z0.device)
         with torch.enable_grad():
-            z_live = torch.cat([zs[k] for k in live.tolist()])
-            residual = y[live] - op.A(model.decode(z_live), _take(params, live))  # (L, 3, H, W), [0, 1] units
+            z_live = torch.cat([zs[k] for k in live])
+            residual = y[live_d] - op.A(model.decode(z_live), _take(params, live_d))  # (L, 3, H, W), [0, 1] units
             counts["decoder_calls"][live] += 1
             fit = residual.float().flatten(1).pow(2).sum(dim=1)  # (L,)
             go = fit / residual[0].numel() >= tau  # (L,) samples not yet at τ
-            if not bool(go.any()):
+            flags = go.tolist()  # the data-dependent stop: read back once per iteration
+            if not any(flags):
                 break
-            loss = fit + lam * (z_live - z0[live]).flatten(1).pow(2).sum(dim=1)
+            loss = fit + lam * (z_live - z0[live_d]).flatten(1).pow(2).sum(dim=1)
             optimizer.zero_grad(set_to_none=True)
-            loss[go].sum().backward()  # rows are independent
-        for k in live[~go].tolist():
-            zs[k].grad = None  # stopped: Adam leaves it as it is
-        live = live[go]
+            torch.where(go, loss, 0.0).sum().backward()  # rows are independent; stopped rows get no gradient
+        for k, keep in zip(live, flags):
+            if not keep:
+                zs[k].grad = None  # stopped: Adam leaves it as it is
+        live = [k for k, keep in zip(live, flags) if keep]
         counts["backward_passes"][live] += 1
         counts["inner_iterations"][live] += 1
         optimizer.step()
@@ -66,8 +71,8 @@ def hard_data_consistency(model: LatentModel, op: Operator, y: Tensor, params: P
 
 
 def _take(params: Params, rows: Tensor) -> Params:
-    """The per-sample parameters of some batch rows."""
-    return {k: v[rows.to(v.device)] for k, v in params.items()}
+    """The per-sample parameters of some batch rows (``rows`` on the parameters' device)."""
+    return {k: v.index_select(0, rows) for k, v in params.items()}
 
 
 @dataclass(frozen=True)
@@ -87,18 +92,20 @@ class Resampling:
 
     def __call__(self, batch: StepBatch, z_prime: Tensor, z0_hat: Tensor) -> Tensor:
         schedule = batch.model.schedule
-        rows = torch.isin(batch.i, self.dc_steps(schedule.num_steps).to(batch.i.device)).nonzero().squeeze(1)
+        steps = batch.i_host if batch.i_host is not None else batch.i.cpu()
+        rows = torch.isin(steps, self.dc_steps(schedule.num_steps)).nonzero().squeeze(1)  # host: rows at a DC step
         if rows.numel() == 0:
             return z_prime
+        rows_d = index(rows, z_prime.device)
         counts = {name: c[rows] for name, c in batch.counts.items()}
-        z0_y = hard_data_consistency(batch.model, batch.op, batch.y[rows], _take(batch.params, rows), z0_hat[rows],
-                                     counts, tau=float(batch.op.noise_std) ** 2, max_iters=self.max_iters, lr=self.lr,
-                                     lam=self.lam)
+        z0_y = hard_data_consistency(batch.model, batch.op, batch.y[rows_d], _take(batch.params, rows_d),
+                                     z0_hat[rows_d], counts, tau=float(batch.op.noise_std) ** 2,
+                                     max_iters=self.max_iters, lr=self.lr, lam=self.lam)
         for name, c in counts.items():
             batch.counts[name][rows] = c
-        noise = randn_rows([batch.generators[int(r)] for r in rows], z_prime.shape[1:], z_prime)
+        noise = randn_rows([batch.generators[r] for r in rows.tolist()], z_prime.shape[1:], z_prime)
         out = z_prime.clone()
-        out[rows] = stochastic_resample(schedule, z0_y, z_prime[rows], batch.i_prev[rows], self.omega, noise)
+        out[rows_d] = stochastic_resample(schedule, z0_y, z_prime[rows_d], batch.i_prev[rows_d], self.omega, noise)
         return out
 
 
