@@ -162,6 +162,13 @@ def table(rows: list[dict], baseline: list[dict] | None = None) -> str:
     return "\n".join(lines)
 
 
+def _load_rows(path: str) -> list[dict]:
+    """Rows written by ``--json`` (JSON turns the per-image keys into strings: back to dataset indices)."""
+    rows = json.loads(Path(path).read_text())
+    return [r | {"psnr": {int(k): v for k, v in r["psnr"].items()}, "nfe": {int(k): v for k, v in r["nfe"].items()}}
+            for r in rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-images", type=int, default=124, help="toy test crops (124 = all)")
@@ -191,7 +198,7 @@ def main() -> None:
             f"{os.cpu_count()} CPUs, {args.threads} torch threads, torch {torch.__version__} · "
             f"{args.num_images} toy test crops · {time.perf_counter() - started:.0f} s in all\n\n"
             f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`\n\n")
-    baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
+    baseline = _load_rows(args.baseline) if args.baseline else None
     if args.json:
         Path(args.json).write_text(json.dumps(rows))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
