@@ -137,7 +137,8 @@ def run(parts: dict, indices: Sequence[int], batch_size: int, batching: str) -> 
             "cpu_s_per_image": cpu / n,
             "occupancy": stats.occupancy, "batched_steps": stats.batched_steps, "psnr": scores,
             "nfe": {k: r.nfe for k, r in by_index.items()},
-            "engine_share": 1.0 - steps["networks"] / steps["step"], "step_ms": 1e3 * steps["step"] / steps["steps"]}
+            "engine_share": 1.0 - steps["networks"] / steps["step"] if steps["steps"] else float("nan"),
+            "step_ms": 1e3 * steps["step"] / steps["steps"] if steps["steps"] else float("nan")}
 
 
 def table(rows: list[dict], baseline: list[dict] | None = None) -> str:

@@ -280,3 +280,88 @@ def test_an_empty_or_missing_folder_names_the_key(tmp_path):
     with pytest.raises(FileNotFoundError, match="no images"):
         ImageFolder(tmp_path)
 
+
+
+# -- second round: resume, overwrite, folders, devices (issue: reliability, second round) -------------------------
+def test_a_cut_row_never_survives_an_append_even_cut_inside_its_last_field(tmp_path):
+    path = tmp_path / "samples.csv"
+    append_samples(path, [_row(0, draw=12)])
+    whole = path.read_text()
+    path.write_text(whole + whole.splitlines()[1][:-1])  # a second copy of the row, cut to "...,1": draw 12 -> 1
+    append_samples(path, [_row(1)])  # the next append drops the cut row instead of giving it a newline
+    assert [(r["index"], r["draw"]) for r in read_samples(path)] == [("0", "12"), ("1", "0")]
+
+
+@pytest.mark.parametrize(("column", "value"),
+                         [("draw", "1.5"), ("nfe", "x"), ("t_start", "-3"), ("decoder_calls", "2.5")])
+def test_each_field_is_parsed_as_its_columns_type(tmp_path, column, value, caplog):
+    path = tmp_path / "samples.csv"
+    append_samples(path, [_row(0), _row(1, **{column: value})])
+    assert [r["index"] for r in read_samples(path)] == ["0"] and column in caplog.text
+
+
+def test_a_damaged_row_is_repaired_when_the_folder_is_opened(tmp_path, tiny_ldm_dir):
+    out = tmp_path / "run"
+    common = [f"model.path={tiny_ldm_dir}", f"hydra.run.dir={out}", "logger=disabled", "adapter=none",
+              "solver=ddim", "solver.num_steps=2", "num_images=2"]
+    assert cli(*common)[0] == 0
+    with open(out / "samples.csv", "a") as f:
+        f.write("1,img,0.5\n")  # a half-written row under a finished run's header
+    code, log = cli(*common)  # nothing left to run: the repair happens anyway
+    assert code == 0 and "damaged rows dropped" in log, log[-2000:]
+    lines = (out / "samples.csv").read_text().splitlines()
+    assert len(lines) == 3 and all(len(line.split(",")) == len(SAMPLE_COLUMNS) for line in lines)
+
+
+def test_every_summary_path_works_when_every_draw_failed(tmp_path):
+    for folder in ("images", "clean"):
+        (tmp_path / folder).mkdir()
+    append_samples(tmp_path / "samples.csv", [_row(k // 2, draw=k % 2, psnr=math.nan, ssim=math.nan)
+                                              for k in range(4)])
+    summary = summarise(tmp_path, {"method": "m"}, MetricSettings(lpips=False, fid=False))
+    assert summary["n_scored"] == 0 and summary["n_failed"] == 4 and summary["n_draws"] == 4
+
+
+def test_folder_metrics_read_exactly_the_scored_images(tmp_path):
+    from flashdiff.metrics.run import scored_folders
+
+    for k in range(4):
+        _png(tmp_path / "images" / f"{k:05d}.png", 10 * k)
+        _png(tmp_path / "clean" / f"{k:05d}.png", 10 * k)
+    _png(tmp_path / "images" / "00009.png")  # left over from a former run
+    rows = [{"index": "0", "draw": "0"}, {"index": "2", "draw": "0"}]  # 1 and 3 failed: not scored
+    with scored_folders(rows, tmp_path / "images", tmp_path / "clean") as (images, clean):
+        assert sorted(p.name for p in images.iterdir()) == sorted(p.name for p in clean.iterdir()) == [
+            "00000.png", "00002.png"]
+
+
+def test_overwrite_moves_the_whole_former_run_aside(tmp_path):
+    from flashdiff.evaluate import claim_folder
+
+    config = {"seed": 0}
+    claim_folder(tmp_path, config)
+    append_samples(tmp_path / "samples.csv", [_row(0)])
+    for folder in ("images", "clean", "measurements"):
+        _png(tmp_path / folder / "00000.png")
+    claim_folder(tmp_path, {"seed": 1}, overwrite=True)
+    assert not any((tmp_path / n).exists() for n in ("images", "clean", "measurements", "samples.csv"))
+    (aside,) = (tmp_path / "replaced").iterdir()
+    assert sorted(p.name for p in aside.iterdir()) == ["clean", "images", "measurements", "run.json", "samples.csv"]
+
+
+def test_an_unknown_device_is_one_line(tmp_path):
+    _one_line(*cli("device=banana", f"hydra.run.dir={tmp_path}", "logger=disabled"), "device=banana")
+
+
+def test_a_run_folder_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    _one_line(*cli(f"hydra.run.dir={tmp_path / 'taken'}", "logger=disabled"), "hydra.run.dir=", "is a file")
+    _one_line(*cli(f"hydra.run.dir={tmp_path / 'taken' / 'run'}", "logger=disabled"), "is a file")
+
+
+def test_a_model_config_that_is_not_json_names_the_file_and_the_position(tmp_path, tiny_ldm_dir):
+    broken = tmp_path / "ldm"
+    shutil.copytree(tiny_ldm_dir, broken)
+    (broken / "unet" / "config.json").write_text('{\n  "sample_size": 16,,\n}')
+    _one_line(*cli(f"model.path={broken}", f"hydra.run.dir={tmp_path / 'run'}", "logger=disabled"),
+              str(broken / "unet" / "config.json"), "line 2, column")

@@ -111,6 +111,48 @@ def test_two_processes_write_the_rows_of_one(tmp_path, tiny_ldm_dir, tiny_encode
     assert (two / "grid.png").exists() and "merged 3 rows of the process shards" in log
 
 
+def _write_often(path, writer):
+    from flashdiff.records import write_atomic
+
+    for k in range(200):
+        write_atomic(path, json.dumps({"writer": writer, "k": k}))
+
+
+def test_processes_writing_one_record_at_once_never_collide(tmp_path):
+    """Every process of a run writes its files through its own temporary name (a shared one lost the race)."""
+    import multiprocessing
+
+    procs = [multiprocessing.get_context("fork").Process(target=_write_often, args=(tmp_path / "run.json", w))
+             for w in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * 6
+    assert json.loads((tmp_path / "run.json").read_text())["k"] == 199 and len(list(tmp_path.iterdir())) == 1
+
+
+def _launch_two(args, cwd):
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(_free_port()), "-m", "flashdiff"]
+    return _run([*launch, *args], cwd)
+
+
+@pytest.mark.parametrize("trials", [pytest.param(1), pytest.param(8, marks=pytest.mark.slow)])
+def test_two_processes_starting_together_claim_the_folder_once(tmp_path, tiny_ldm_dir, trials):
+    """Only the main process claims and prepares the folder (with overwrite=true, one folder moved aside); the
+    other waits for it. Both start at once into a folder that holds another config's run."""
+    out = tmp_path / "run"
+    common = ["num_images=2", "adapter=none", "solver=ddim", "solver.num_steps=2", f"model.path={tiny_ldm_dir}",
+              f"hydra.run.dir={out}", "logger=disabled"]
+    _run([sys.executable, "-m", "flashdiff", *common, "seed=100"], tmp_path)
+    for seed in range(trials):
+        _launch_two([*common, f"seed={seed}", "overwrite=true"], tmp_path)
+        assert json.loads((out / "summary.json").read_text())["config"]["seed"] == seed
+        assert len(read_samples(out / "samples.csv")) == 2 and len(list((out / "replaced").iterdir())) == seed + 1
+
+
 @pytest.mark.slow
 def test_training_runs_data_parallel_on_two_processes(tmp_path):
     """torchrun, 2 CPU processes: one gloo group, half the batch each; only the main process writes the model."""

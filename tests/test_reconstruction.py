@@ -78,3 +78,31 @@ def test_a_diffusion_solver_needs_an_adapter(parts):
     model, _, op, items = parts
     with pytest.raises(ValueError, match="adapter"):
         list(flashdiff.reconstruct(items, op, model, latent_dps(num_steps=5, delta=1.0), None))
+
+
+def test_results_stream_in_bounded_memory_and_the_callers_grad_mode_is_kept():
+    """10k tiny items: the first result arrives long before the stream ends, items in flight stay bounded, and the
+    caller's loop runs with its own grad mode."""
+    from flashdiff.operators import Identity
+    from flashdiff.severity import Baseline
+    from flashdiff.solvers.ddim import ddim
+    from tests.conftest import AnalyticLDM
+
+    read = 0
+
+    def stream(n=10_000):
+        nonlocal read
+        for k in range(n):
+            read += 1
+            yield {"x": torch.full((3, 2, 2), 0.5), "index": k, "id": f"i{k}", "seed": k}
+
+    model, done, in_flight, first_at = AnalyticLDM(shape=(3, 2, 2)), 0, 0, None
+    op, solver = Identity(noise_std=0.0), ddim(num_steps=2)
+    for result in flashdiff.reconstruct(stream(), op, model, solver, Baseline(), batch_size=8):
+        assert torch.is_grad_enabled()  # reconstruct does not switch the caller's autograd off
+        done += 1
+        first_at = read if first_at is None else first_at
+        in_flight = max(in_flight, read - done)
+        assert result.x_hat.shape == (3, 2, 2)
+    assert done == 10_000 and first_at <= 8 + 4 * 8 + 8  # slots + lookahead + one chunk
+    assert in_flight <= 8 + 4 * 8 + 8

@@ -22,13 +22,41 @@ log = logging.getLogger(__name__)
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu; anything else as torch understands it."""
+    from flashdiff.errors import ConfigError
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        from flashdiff.errors import ConfigError
-
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={device} is not a device torch knows; use auto, cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={device} but no CUDA device is visible; use device=cpu or device=auto")
-    return torch.device(device)
+    return parsed
+
+
+OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.runs_dir")
+
+
+def check_output_folder(argv: list[str]) -> None:
+    """Before Hydra makes the run folder (and opens its log file there): a folder that is a file, or lies under a
+    file or an unwritable folder, ends in one line naming the key, exit 2 (Hydra's own error is a traceback)."""
+    import os
+    import sys
+
+    given = dict(a.lstrip("+~").split("=", 1) for a in argv if "=" in a and a.lstrip("+~").split("=", 1)[0] in
+                 OUTPUT_KEYS)
+    for key, value in (given or {"paths.runs_dir": "outputs"}).items():
+        if "${" in value:
+            continue  # an interpolation: Hydra resolves it
+        folder = Path(value).expanduser()
+        existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+        why = (f"{existing} is a file, not a folder" if existing.exists() and not existing.is_dir() else
+               f"{existing} is not writable" if not os.access(existing, os.W_OK | os.X_OK) else None)
+        if why:
+            print(f"flashdiff: error: {key}={value}: {why}; give the run another folder ({key}=...)",
+                  file=sys.stderr)
+            sys.exit(2)
 
 
 def _start_logger(cfg: DictConfig, job_type: str):
@@ -54,10 +82,10 @@ def _start_logger(cfg: DictConfig, job_type: str):
 def main(cfg: DictConfig) -> float | None:
     """Reconstruct the test set and write per-image records (see ``flashdiff.evaluate``); returns the summary's
     ``objective`` metric when the config names one (what a sweeper such as Optuna optimises)."""
-    from flashdiff.distributed import rank_and_world
+    from flashdiff.distributed import broadcast, rank_and_world
     from flashdiff.errors import ConfigError
-    from flashdiff.evaluate import claim_folder
-    from flashdiff.records import run_lock
+    from flashdiff.evaluate import claim_shared
+    from flashdiff.records import repair_samples, run_lock
     from flashdiff.select import objective
 
     if missing := sorted(OmegaConf.missing_keys(cfg)):  # e.g. the best eta of a greedy search's first stage
@@ -65,11 +93,13 @@ def main(cfg: DictConfig) -> float | None:
     solver = _checked_solver(cfg)  # ranges and compatibility, before any model loads
     dataset = preflight(cfg)  # built once: the folder scan of a large dataset is not repeated below
     config = result_config(cfg)
-    summary = _finished(cfg, len(dataset), config)
-    if summary is None:
-        out = Path(HydraConfig.get().runtime.output_dir)
-        with run_lock(out, rank_and_world()[0]):  # one writer per run folder and process rank, before the logger
-            claim_folder(out, config, overwrite=bool(cfg.get("overwrite", False)))
+    out = Path(HydraConfig.get().runtime.output_dir)
+    rank = rank_and_world()[0]
+    with run_lock(out, rank):  # one writer per run folder and process rank, before the logger
+        dropped = broadcast(repair_samples(out / "samples.csv") if rank == 0 else 0)  # whether or not images remain
+        summary = None if dropped else _finished(cfg, len(dataset), config)  # a repaired folder is summarised anew
+        if summary is None:
+            claim_shared(out, config, overwrite=bool(cfg.get("overwrite", False)))
             run = _start_logger(cfg, "reconstruction")
             try:
                 summary = _reconstruct(cfg, out, dataset, solver, config, run)

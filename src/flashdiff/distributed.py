@@ -71,6 +71,16 @@ def barrier() -> None:
         state().wait_for_everyone()
 
 
+def broadcast(value: T) -> T:
+    """The main process's ``value`` on every process (a barrier too); ``value`` itself in a plain run."""
+    if not launched():
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    state()
+    return broadcast_object_list([value], from_process=0)[0]
+
+
 def process_device(device: torch.device) -> torch.device:
     """``cuda`` becomes this process's own GPU (its local index among the visible ones) when several processes
     share a machine."""

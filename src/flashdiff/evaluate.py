@@ -17,13 +17,13 @@ import torch
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from flashdiff.distributed import barrier, is_main_process, merge_rows, rank_and_world, shard_file, share
+from flashdiff.distributed import barrier, broadcast, is_main_process, merge_rows, rank_and_world, shard_file, share
 from flashdiff.engine import EngineStats
 from flashdiff.errors import RecordError
 from flashdiff.metrics import ImageMetrics, MetricSettings, psnr, run_metrics, ssim
 from flashdiff.metrics.draws import draw_summary
 from flashdiff.precision import peak_memory
-from flashdiff.reconstruction import Result, reconstruct_batches
+from flashdiff.reconstruction import Result, plan, reconstruct_batches
 from flashdiff.records import (
     RESULT_NEUTRAL,
     append_samples,
@@ -113,18 +113,16 @@ def evaluate(out: Path, dataset: Any, operator: Operator, model: LatentModel, so
     mine = share(todo, rank, world)
     metrics = ImageMetrics(metric_settings, device)  # LPIPS and the toy feature distance, per image
     stats = EngineStats(int(settings.batch_size))
+    if hasattr(adapter, "plan"):
+        _run_plan(out, adapter, (dataset[k] for k in range(n)), operator, model, solver, settings, device)
     bar = tqdm(total=len(mine), desc=info["method"], unit="img", dynamic_ncols=True, disable=rank != 0)
     first = [] if rank == 0 and not (out / "grid.png").exists() else None
     items = (dataset[k] | {"draw": d} for k, d in mine)
-    plan_data = (dataset[k] for k in range(n))  # an adapter that allocates over the run sees all of its images
     try:
         for results in reconstruct_batches(items, operator, model, solver, adapter, batch_size=settings.batch_size,
                                            device=device, batching=settings.batching, order=settings.order,
                                            lookahead=settings.lookahead, seed=settings.seed,
-                                           precision=settings.precision, stats=stats, plan_data=plan_data,
-                                           samples_per_image=k_draws):
-            if getattr(adapter, "planned", None) and rank == 0 and not (out / "plan.json").exists():
-                write_atomic(out / "plan.json", json.dumps(adapter.planned, indent=2) + "\n")
+                                           precision=settings.precision, stats=stats, samples_per_image=k_draws):
             _save_images(out, results)
             append_samples(shard_file(out, rank, world), _rows(results, metrics))
             bar.update(len(results))
@@ -141,6 +139,24 @@ def evaluate(out: Path, dataset: Any, operator: Operator, model: LatentModel, so
     summary = summarise(out, info, metric_settings, run, device) if is_main_process() else None
     barrier()
     return summary if summary is not None else json.loads((out / "summary.json").read_text())
+
+
+def _run_plan(out: Path, adapter: Adapter, data: Any, operator: Operator, model: LatentModel, solver: DiffusionSolver,
+              settings: RunSettings, device: torch.device) -> None:
+    """The run's plan (``flash_budget``'s α): ``plan.json`` where the folder has one (a resumed run keeps its plan,
+    whatever its image set), else made once by the main process over the run's images and stored; every process
+    then takes it."""
+    path = out / "plan.json"
+    if is_main_process() and not path.exists():
+        planned = plan(adapter, model, operator, solver, data, batch_size=settings.batch_size, device=device,
+                       seed=settings.seed, precision=settings.precision)
+        write_atomic(path, json.dumps(planned, indent=2) + "\n")
+    barrier()
+    planned = json.loads(path.read_text())
+    if planned != getattr(adapter, "planned", None):
+        log.info("flash_budget: the plan of %s (alpha %.4g over %d images) is reused", path, planned["alpha"],
+                 planned["images"])
+    adapter.restore(planned)
 
 
 def _add_engine_stats(out: Path, rank: int, stats: EngineStats, settings: RunSettings, device: torch.device) -> None:
@@ -180,7 +196,7 @@ def summarise(out: Path, info: dict[str, Any], metric_settings: MetricSettings, 
     rows = read_samples(out / "samples.csv")
     good, failed = _finite(rows)
     perceptual = run_metrics(metric_settings, good, out / "images", out / "clean", device)
-    draws = draw_summary(out, good) if any(r["draw"] != "0" for r in rows) else {}
+    draws = draw_summary(out, good) if any(r["draw"] != "0" for r in rows) else {}  # {} where no draw is finite
     mean = lambda key: sum(float(r[key]) for r in good) / len(good) if good else float("nan")  # noqa: E731
     summary = {
         "method": info["method"], "solver": info.get("solver"), "adapter": info.get("adapter"),
@@ -249,14 +265,44 @@ def claim_folder(out: Path, config: dict[str, Any], overwrite: bool = False) -> 
                           "with the same config, give this run a new folder (hydra.run.dir=...), or pass "
                           "overwrite=true to move its records aside")
     if differs:
-        aside = out / "replaced" / time.strftime("%Y%m%d-%H%M%S")
-        aside.mkdir(parents=True)
-        for path in [out / n for n in ("samples.csv", "summary.json", "run.json", "plan.json", "grid.png")] + [
-                *out.glob("samples.rank*.csv"), *out.glob("engine.rank*.jsonl")]:
+        aside = _aside(out)
+        for path in [out / n for n in RUN_FILES] + [*out.glob("samples.rank*.csv"), *out.glob("engine.rank*.jsonl")]:
             if path.exists():
                 shutil.move(str(path), str(aside / path.name))
-        log.warning("overwrite=true: the records of the former config were moved to %s", aside)
+        log.warning("overwrite=true: the former config's run (records and images) was moved to %s", aside)
     run_record(out, config, fingerprint(config))
+
+
+RUN_FILES = ("samples.csv", "summary.json", "run.json", "plan.json", "grid.png", "uncertainty.png", "images", "clean",
+             "measurements", "mean", "std")
+"""What a run writes into its folder (besides per-process shards and Hydra's own files): moved aside as a whole."""
+
+
+def _aside(out: Path) -> Path:
+    """A new ``out/replaced/<date-time>[-n]`` folder (never one that exists)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        aside = out / "replaced" / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            aside.mkdir(parents=True)
+            return aside
+        except FileExistsError:
+            continue
+    raise RecordError(f"{out / 'replaced'}: no free folder name for {stamp}; clean it up")
+
+
+def claim_shared(out: Path, config: dict[str, Any], overwrite: bool = False) -> None:
+    """``claim_folder`` by the main process only; the other processes wait for it and share its outcome (an error
+    on the main process is raised on every process, so none waits forever)."""
+    error = None
+    if is_main_process():
+        try:
+            claim_folder(out, config, overwrite)
+        except RecordError as err:
+            error = str(err)
+    error = broadcast(error)
+    if error is not None:
+        raise RecordError(error)
 
 
 def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:

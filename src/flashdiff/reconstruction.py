@@ -158,34 +158,57 @@ def reconstruct_batches(data: Iterable[dict[str, Any]], operator: Operator, mode
                         precision: str = "fp32", stats: EngineStats | None = None,
                         plan_data: Iterable[dict[str, Any]] | None = None,
                         samples_per_image: int = 1) -> Iterator[list[Result]]:
-    """``reconstruct``, grouped: the images that finished together (decoded and returned as one chunk)."""
+    """``reconstruct``, grouped: the images that finished together (decoded and returned as one chunk).
+
+    Streams: ``data`` is read as slots free up (``lookahead`` ahead), never held whole. The caller's grad mode is
+    left as it was between results: inference runs under ``torch.no_grad`` only inside each step.
+    """
     device = torch.device(device)
-    data = with_draws(data, samples_per_image) if samples_per_image > 1 else data
     precision = resolve_precision(precision, device)
     use_tf32(device)
     if isinstance(solver, Restorer):
+        data = with_draws(data, samples_per_image) if samples_per_image > 1 else data
         yield from _restore(data, operator, solver, batch_size, device, seed, precision)
         return
     if adapter is None:
         raise ValueError("a diffusion solver needs an adapter (flashdiff.severity.start.Baseline for pure noise)")
     solver.check(model, operator)
-    if hasattr(adapter, "plan"):  # an adapter that allocates over the whole run (flash_budget): encode it first
-        data = data if plan_data is not None else list(data)
-        measured = (measure_chunk(items, operator, seed, device).y for items in _chunks(plan_data or data, batch_size))
-        with torch.no_grad(), autocast(device, precision):
-            adapter.plan(model, measured, solver.grid(model.schedule))
+    if hasattr(adapter, "plan") and not getattr(adapter, "planned", None):  # allocates over the run: encode it first
+        if plan_data is None and iter(data) is data:
+            raise ValueError("an adapter that plans over the run (flash_budget) reads the images twice: pass data as "
+                             "a sequence or dataset, or the run's items as plan_data=...")
+        plan(adapter, model, operator, solver, data if plan_data is None else plan_data, batch_size=batch_size,
+             device=device, seed=seed, precision=precision)
+    data = with_draws(data, samples_per_image) if samples_per_image > 1 else data
     run = _Run(operator, model, solver, adapter, seed, device, precision)
     engine = Engine(model, operator, solver, batch_size=batch_size, batching=batching, order=order,
                     lookahead=lookahead, precision=precision, stats=stats)
-    with torch.no_grad():
-        for finished in engine.run(run.prepare(items) for items in _chunks(data, batch_size)):
+    steps = engine.run(run.prepare(items) for items in _chunks(data, batch_size))
+    while True:
+        with torch.no_grad():  # only around the work: the caller's loop keeps its own grad mode
+            finished = next(steps, None)
+            if finished is None:
+                return
             if not finished:
                 continue
             started = time.perf_counter()
             with autocast(device, precision):
                 raw = model.decode(torch.stack([f.latents for f in finished])).float().cpu()
             share = (time.perf_counter() - started) / len(finished)
-            yield [run.result(f.key, raw[b], f.nfe, f.counts, f.seconds + share) for b, f in enumerate(finished)]
+        yield [run.result(f.key, raw[b], f.nfe, f.counts, f.seconds + share) for b, f in enumerate(finished)]
+
+
+def plan(adapter: Adapter, model: LatentModel, operator: Operator, solver: DiffusionSolver,
+         data: Iterable[dict[str, Any]], *, batch_size: int = 16, device: str | torch.device = "cpu", seed: int = 0,
+         precision: str = "fp32") -> dict[str, Any]:
+    """Run an adapter's plan over the run's items (``flash_budget``: measure and encode each once, keeping only
+    σ̂²); returns what it planned (``adapter.planned``), which ``adapter.restore`` takes back on a resumed run."""
+    device = torch.device(device)
+    precision = resolve_precision(precision, device)
+    measured = (measure_chunk(items, operator, seed, device).y for items in _chunks(data, batch_size))
+    with torch.no_grad(), autocast(device, precision):
+        adapter.plan(model, measured, solver.grid(model.schedule))
+    return adapter.planned
 
 
 def _restore(data: Iterable[dict[str, Any]], op: Operator, restorer: Restorer, batch_size: int, device: torch.device,

@@ -35,6 +35,10 @@ RESULT_NEUTRAL = ("num_images", "batch_size", "device", "logger", "batching", "e
 """Config keys that change no image's result: a run resumes across them (its records are keyed to the rest)."""
 TEXT_COLUMNS = ("image_id",)
 """Columns that hold text; every other column is a number, empty (not applicable) or ``nan``/``inf`` (failed)."""
+INT_COLUMNS = ("index", "draw")
+"""Columns that always hold a non-negative integer: the row's key."""
+OPTIONAL_INT_COLUMNS = ("t_start", "nfe", *COUNTERS)
+"""Non-negative integer columns, or empty where they do not apply (``t_start`` where no diffusion ran)."""
 
 
 def image_name(index: int, draw: int = 0) -> str:
@@ -52,7 +56,7 @@ def provenance(root: str | Path) -> dict[str, Any]:
 def write_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename, so a crash never leaves half a file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: several may write the same file at once
     with open(tmp, "w", newline="") as f:
         f.write(text)
         f.flush()
@@ -91,14 +95,15 @@ def _number(value: str) -> bool:
 
 
 def _damage(row: list[str]) -> str | None:
-    """Why a samples.csv row cannot be used (wrong field count, an unparsable number), or None."""
+    """Why a samples.csv row cannot be used (wrong field count, a field not of its column's type), or None."""
     if len(row) != len(SAMPLE_COLUMNS):
         return f"{len(row)} fields, expected {len(SAMPLE_COLUMNS)}"
     record = dict(zip(SAMPLE_COLUMNS, row))
-    if not record["index"].isdigit() or not record["draw"].isdigit():
-        return f"index {record['index']!r} / draw {record['draw']!r} is not an integer"
-    bad = [k for k in SAMPLE_COLUMNS if k not in TEXT_COLUMNS and not _number(record[k])]
-    return f"unparsable {', '.join(bad)}" if bad else None
+    bad = [k for k in INT_COLUMNS if not record[k].isdigit()]
+    bad += [k for k in OPTIONAL_INT_COLUMNS if record[k] and not record[k].isdigit()]
+    bad += [k for k in SAMPLE_COLUMNS if k not in (*TEXT_COLUMNS, *INT_COLUMNS, *OPTIONAL_INT_COLUMNS)
+            and not _number(record[k])]
+    return f"not of its column's type: {', '.join(bad)}" if bad else None
 
 
 def read_samples(path: str | Path) -> list[dict[str, str]]:
@@ -147,25 +152,54 @@ def _record(row: dict[str, Any]) -> list[str]:
     return [_cell(row[k]) for k in SAMPLE_COLUMNS]
 
 
+def _drop_cut_line(path: Path) -> None:
+    """Cut a last line that a crash left without its newline off the file, so no cut row ever gets a newline (a row
+    cut inside its last field would otherwise parse as another value: ``12`` read as ``1``)."""
+    with open(path, "rb+") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        keep = f.read().rfind(b"\n") + 1  # up to and including the last complete line's newline
+        log.warning("%s: a row cut short by a crash was dropped (its image is recomputed)", path)
+        f.truncate(keep)
+
+
 def append_samples(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """Append rows to ``samples.csv`` (header first if new), flushed to disk; quoted by the csv module, so ids with
-    commas, quotes or newlines round-trip. A crash mid-line leaves one damaged row, which ``read_samples`` drops."""
+    commas, quotes or newlines round-trip. A crash mid-line leaves one cut row, dropped here before the next append
+    (and by ``read_samples``)."""
     path = Path(path)
     records = [_record(row) for row in rows]
+    if path.exists():
+        _drop_cut_line(path)
     new = not path.exists() or path.stat().st_size == 0
-    if not new:
-        with open(path, "rb") as f:  # a line cut by a crash: start the next row on a line of its own
-            f.seek(-1, os.SEEK_END)
-            cut = f.read(1) != b"\n"
     with open(path, "a", newline="") as f:
-        if not new and cut:
-            f.write("\n")
         writer = csv.writer(f, lineterminator="\n")
         if new:
             writer.writerow(SAMPLE_COLUMNS)
         writer.writerows(records)
         f.flush()
         os.fsync(f.fileno())
+
+
+def repair_samples(path: str | Path) -> int:
+    """Rewrite ``samples.csv`` without its damaged rows (atomically), if it has any; returns how many were dropped.
+    Run whenever a run folder is opened, whether or not images remain, so no damaged row outlives a re-run."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with open(path, newline="") as f:
+        total = sum(1 for _ in csv.reader(f)) - 1
+    rows = read_samples(path)
+    if len(rows) < total:
+        write_samples(path, rows)
+        log.warning("%s: %d damaged rows dropped (their images are recomputed)", path, total - len(rows))
+    return total - len(rows)
 
 
 def write_samples(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:

@@ -56,7 +56,9 @@ def test_run_metrics_fills_what_it_can_and_says_why_for_the_rest(tmp_path, featu
     assert set(per_image.unavailable) == {"lpips"}
     rows = per_image.rows(0.5 * x + 0.25, x)
     assert [r["lpips"] for r in rows] == [None] * 6 and all(r["toy_feature_mse"] > 0 for r in rows)
-    csv_rows = [dict.fromkeys(SAMPLE_COLUMNS, "") | {"toy_feature_mse": str(r["toy_feature_mse"])} for r in rows]
+    csv_rows = [dict.fromkeys(SAMPLE_COLUMNS, "") | {"index": str(k), "draw": "0",
+                                                     "toy_feature_mse": str(r["toy_feature_mse"])}
+                for k, r in enumerate(rows)]
     out = run_metrics(settings, csv_rows, tmp_path / "images", tmp_path / "clean")
     assert out["lpips"] is None and out["fid"] is None and out["fd_toy"] > 0 and out["toy_feature_mse"] > 0
     assert set(out["unavailable"]) == {"lpips", "fid"}

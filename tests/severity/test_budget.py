@@ -74,3 +74,46 @@ def test_through_reconstruct_the_run_meets_the_budget_in_any_batching():
         assert sum(runs[-1].values()) / 12 == adapter.planned["nfe_mean_planned"]
         assert abs(adapter.planned["nfe_mean_planned"] - 6) <= 1
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize(("num_steps", "target"), [(1000, 10), (100, 7.5), (20, 3)])
+def test_alpha_sits_inside_a_flat_interval_so_an_ulp_of_sigma2_moves_no_start(num_steps, target):
+    model, grid = AnalyticLDM(), sampling_grid(1000, num_steps)
+    sigma2 = MeanSeverity()(_ys(64))[1]
+    alpha = solve_alpha(model.schedule, grid, sigma2, target)
+    starts = lambda s: flashdiff.diffusion.steps.snr_match(model.schedule, grid, alpha * s.double())  # noqa: E731
+    for direction in (-torch.inf, torch.inf):  # one ulp on every σ̂² > 0 (σ̂² = 0 diffuses nothing whatever α is)
+        moved = torch.where(sigma2 > 0, torch.nextafter(sigma2, torch.full_like(sigma2, direction)), sigma2)
+        assert torch.equal(starts(moved), starts(sigma2))
+    for factor in (1 - 1e-5, 1 + 1e-5):  # and α itself is not on an edge (100× an ulp of float32 away)
+        assert mean_nfe(model.schedule, grid, sigma2, alpha * factor) == mean_nfe(model.schedule, grid, sigma2, alpha)
+
+
+@pytest.mark.parametrize(("num_steps", "target"), [(100, 1), (1000, 1000), (1000, 1)])
+def test_any_reachable_target_is_met_whatever_the_scale_of_sigma2(num_steps, target):
+    model, grid = AnalyticLDM(), sampling_grid(1000, num_steps)
+    sigma2 = torch.tensor([1e-12, 1e-6, 0.3, 1e6, 1e12])
+    alpha = solve_alpha(model.schedule, grid, sigma2, target)
+    assert mean_nfe(model.schedule, grid, sigma2, alpha) == target
+
+
+def test_a_stored_plan_is_restored_without_encoding_and_a_one_shot_stream_is_refused():
+    model, op = AnalyticLDM(), GaussianBlur(kernel_size=3)
+    items = [{"x": x, "index": k, "id": f"i{k}", "seed": k} for k, x in enumerate(_ys(6))]
+    solver = latent_dps(num_steps=50, delta=1.0, eta=0.1)
+    first = FlashBudget(MeanSeverity(), nfe_mean=6)
+    reference = {r.index: r.nfe for r in flashdiff.reconstruct(items, op, model, solver, first, batch_size=6)}
+    with pytest.raises(ValueError, match="plan_data"):
+        next(flashdiff.reconstruct(iter(items), op, model, solver, FlashBudget(MeanSeverity(), nfe_mean=6)))
+
+    class Counting(MeanSeverity):
+        calls = 0
+
+        def forward(self, y):
+            Counting.calls += y.shape[0]
+            return super().forward(y)
+
+    resumed = FlashBudget(Counting(), nfe_mean=6)
+    resumed.restore(first.planned)
+    out = {r.index: r.nfe for r in flashdiff.reconstruct(iter(items[3:]), op, model, solver, resumed, batch_size=2)}
+    assert out == {k: reference[k] for k in range(3, 6)} and Counting.calls == 3  # admission only: no plan pass

@@ -33,14 +33,36 @@ def _missing_subfolders(root: Path, subfolders: list[str]) -> list[str]:
     return [s for s in subfolders if not any((root / s / c).exists() for c in CONFIGS)]
 
 
+def check_configs(root: Path, subfolders: list[str], config_key: str) -> None:
+    """Every ``config.json`` / ``scheduler_config.json`` of the model's subfolders parses as JSON; else an
+    ``InputError`` naming the file and the position."""
+    import json
+
+    from flashdiff.errors import InputError
+
+    for path in (root / s / c for s in subfolders for c in CONFIGS):
+        if not path.exists():
+            continue
+        try:
+            json.loads(path.read_text())
+        except UnicodeDecodeError as err:
+            raise InputError(f"{config_key}: {path} is not text ({err.reason} at byte {err.start}); replace the "
+                             "model folder") from err
+        except json.JSONDecodeError as err:
+            raise InputError(f"{config_key}: {path} is not valid JSON ({err.msg} at line {err.lineno}, column "
+                             f"{err.colno}); fix or replace it (save_pretrained writes it)") from err
+
+
 def resolve_model_path(path_or_id: str, subfolders: list[str], config_key: str = "model.path") -> Path:
-    """A local folder holding ``subfolders``, downloading a hub id first (fails at once when offline)."""
+    """A local folder holding ``subfolders`` with readable configs, downloading a hub id first (fails at once when
+    offline)."""
     local = Path(path_or_id).expanduser()
     if local.exists():
         missing = _missing_subfolders(local, subfolders)
         if missing:
             raise ModelNotFoundError(f"{config_key}={path_or_id}: the folder lacks {missing} (each needs a config.json "
                                      f"or scheduler_config.json as written by save_pretrained); {how_to_get(local)}")
+        check_configs(local, subfolders, config_key)
         return local
     if path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") != 1:
         raise ModelNotFoundError(f"{config_key}={path_or_id}: no such folder; {how_to_get(local)}")
@@ -63,4 +85,5 @@ def resolve_model_path(path_or_id: str, subfolders: list[str], config_key: str =
     if missing:
         raise ModelNotFoundError(f"{config_key}={path_or_id}: the hub snapshot at {root} lacks {missing}; check the "
                                  "model's subfolder keys (e.g. model.autoencoder_subfolder)")
+    check_configs(root, subfolders, config_key)
     return root

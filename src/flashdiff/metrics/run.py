@@ -2,14 +2,18 @@
 
 Per image: ``lpips`` (LPIPS-VGG) and ``toy_feature_mse`` (mean squared difference in the toy feature space).
 Per run, from the run's folders (``images/`` against ``clean/``): ``fid`` (clean-fid, Inception) and ``fd_toy``
-(Fréchet distance in the toy feature space). A metric that cannot be computed is null, with the reason and how
+(Fréchet distance in the toy feature space), over exactly the images the scored rows name (failed images and
+anything else left in the folders are not read). A metric that cannot be computed is null, with the reason and how
 to enable it in ``unavailable`` (and on the console); nothing is ever computed with random weights.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from torch import Tensor
 from flashdiff.metrics.fid import fd_toy, fid, fid_status
 from flashdiff.metrics.perceptual import feature_mse, load_lpips, lpips_status
 from flashdiff.metrics.toy_features import ToyFeatures
+from flashdiff.records import image_name
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +108,35 @@ def _missing_column_reason(settings: MetricSettings, key: str) -> str:
     return "toy_feature_mse was not computed for this run's images"
 
 
+@contextlib.contextmanager
+def scored_folders(rows: list[dict[str, str]], images: Path, clean: Path) -> Iterator[tuple[Path, Path]]:
+    """Two temporary folders of links: the reconstructions the ``rows`` name (one per row and draw) and their clean
+    images (one per image), so a folder-level metric reads exactly the scored images."""
+    with tempfile.TemporaryDirectory(prefix="flashdiff-scored-") as tmp:
+        a, b = Path(tmp) / "images", Path(tmp) / "clean"
+        a.mkdir()
+        b.mkdir()
+        for r in rows:
+            index, draw = int(r["index"]), int(r.get("draw") or 0)
+            (a / image_name(index, draw)).symlink_to((images / image_name(index, draw)).resolve())
+            if not (b / f"{index:05d}.png").exists():
+                (b / f"{index:05d}.png").symlink_to((clean / f"{index:05d}.png").resolve())
+        yield a, b
+
+
 def run_metrics(settings: MetricSettings, rows: list[dict[str, str]], images: Path, clean: Path,
                 device: torch.device | str = "cpu") -> dict[str, Any]:
     """Means of the per-image columns and the folder-level ``fid`` / ``fd_toy``, with ``unavailable`` reasons.
 
-    ``images`` holds the reconstructions and ``clean`` the clean test images, one PNG per image, same names.
+    ``images`` holds the reconstructions and ``clean`` the clean test images, one PNG per image, same names; the
+    folder-level metrics read only the images ``rows`` name.
     """
+    with scored_folders(rows, images, clean) as (images, clean):
+        return _run_metrics(settings, rows, images, clean, device)
+
+
+def _run_metrics(settings: MetricSettings, rows: list[dict[str, str]], images: Path, clean: Path,
+                 device: torch.device | str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     unavailable: dict[str, str] = {}
     for key in PER_IMAGE:
