@@ -77,6 +77,7 @@ def test_one_writer_per_run_folder_and_rank(tmp_path):
             assert sorted(p.name for p in out.iterdir()) == [".lock.rank0", ".lock.rank1"]
     with run_lock(out, rank=0):  # released with the run: the next run (a resume) takes it
         assert (out / ".lock.rank0").exists()
+    assert not list(out.iterdir())  # a finished folder holds no lock file
 
 
 def test_a_second_run_into_a_busy_folder_stops_before_writing(tmp_path, tiny_ldm_dir):

@@ -7,21 +7,25 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from flashdiff.console import user_errors
 from flashdiff.paths import CONFIG_DIR  # registers the ${flashdiff_root:} resolver
 
+if TYPE_CHECKING:  # torch is imported where it is used: `--help` and the config checks stay fast
+    import torch
+
 log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu; anything else as torch understands it."""
+    import torch
+
     from flashdiff.errors import ConfigError
 
     if device == "auto":
@@ -67,14 +71,15 @@ def _start_logger(cfg: DictConfig, job_type: str):
     if not is_main_process():  # one wandb run per job, the main process's, however many processes share it
         import wandb
 
-        return wandb.init(mode="disabled")
+        return wandb.init(mode="disabled", settings=wandb.Settings(silent=True))
     config = OmegaConf.to_container(cfg, resolve=True)
     hc = hydra.core.hydra_config.HydraConfig.get()
     multirun = hc.mode.name == "MULTIRUN"  # runs of one sweep share a group: the sweep folder
     return start_run(cfg.logger.mode, cfg.logger.project, entity=cfg.logger.entity,
                      group=sweep_group(hc.mode.name, hc.sweep.dir, cfg.logger.group),
                      name=f"{hc.job.num}:{hc.job.override_dirname}" if multirun else None,
-                     tags=list(cfg.logger.tags), job_type=job_type, config=config, directory=hc.runtime.output_dir)
+                     tags=list(cfg.logger.tags), job_type=job_type, config=config, directory=hc.runtime.output_dir,
+                     verbose=bool(cfg.logger.get("verbose", False)))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -100,6 +105,7 @@ def main(cfg: DictConfig) -> float | None:
         summary = None if dropped else _finished(cfg, len(dataset), config)  # a repaired folder is summarised anew
         if summary is None:
             claim_shared(out, config, overwrite=bool(cfg.get("overwrite", False)))
+            log.info("run folder %s", out)
             run = _start_logger(cfg, "reconstruction")
             try:
                 summary = _reconstruct(cfg, out, dataset, solver, config, run)
@@ -257,12 +263,12 @@ def severity_study(cfg: DictConfig) -> None:
 @user_errors
 def rank(cfg: DictConfig) -> None:
     """Rank the test images by σ̂² of ``severity_encoder`` (and of their noise-only measurement x + n, paper Fig. 5)
-    -> ``ranking.csv``, ``ranking.json``, ``contact_sheet.png`` in the run folder (``flashdiff.rank``)."""
+    -> ``ranking.csv``, ``ranking.json``, ``contact_sheet.png`` in the run folder (``flashdiff.report.ranking``)."""
     from hydra.utils import instantiate
 
     from flashdiff.paths import ROOT
-    from flashdiff.rank import check_settings, load_encoder, rank_dataset
     from flashdiff.records import provenance
+    from flashdiff.report.ranking import check_settings, load_encoder, rank_dataset
 
     settings = {"k": 8, "tile": 128} | (OmegaConf.to_container(cfg.rank, resolve=True) if "rank" in cfg else {})
     if unknown := sorted(set(settings) - {"k", "tile"}):

@@ -14,11 +14,10 @@ import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
-
-from flashdiff.records import read_samples, write_samples
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +46,7 @@ def launched() -> bool:
 def state() -> Any:
     """Accelerate's process state; the first call joins the process group (gloo when no CUDA device is visible:
     accelerate forms a CPU group only when asked with ``cpu=True``, else every CPU process would be rank 0)."""
+    import torch
     from accelerate import PartialState
 
     return PartialState(cpu=not torch.cuda.is_available())
@@ -86,6 +86,8 @@ def process_device(device: torch.device) -> torch.device:
     share a machine."""
     if device.type != "cuda" or device.index is not None or not launched():
         return device
+    import torch
+
     return torch.device("cuda", state().local_process_index % torch.cuda.device_count())
 
 
@@ -103,6 +105,8 @@ def fold_shards(out: str | Path) -> int:
     """Move the rows of every ``samples.rank*.csv`` in ``out`` into ``samples.csv`` (rows already there win), which
     is rewritten atomically, sorted by index and without damaged rows; then delete the shards. Returns the number of
     rows added. Safe to repeat after a crash at any point."""
+    from flashdiff.records import read_samples, write_samples
+
     out = Path(out)
     shards = sorted(out.glob(SHARD_PATTERN))
     rows = read_samples(out / "samples.csv")

@@ -209,10 +209,10 @@ def summarise(out: Path, info: dict[str, Any], metric_settings: MetricSettings, 
         "config": info.get("config"),
     }
     write_summary(out / "summary.json", summary)
-    log.info("%s on %d images: PSNR %.2f dB, SSIM %.3f, mean NFE %.1f, %.3f s/image -> %s", summary["method"],
-             len(good), summary["psnr"], summary["ssim"], summary["nfe_mean"], summary["seconds_per_image"], out)
-    log.info("LPIPS %s, FID %s, fd_toy (toy features, not FID) %s",
-             *(_fmt(summary[k]) for k in ("lpips", "fid", "fd_toy")))
+    log.info("%s on %d images: PSNR %.2f dB, SSIM %.3f, mean NFE %.1f, %.3f s/image; LPIPS %s, FID %s, fd_toy (toy "
+             "features, not FID) %s -> %s", summary["method"], len(good), summary["psnr"], summary["ssim"],
+             summary["nfe_mean"], summary["seconds_per_image"], *(_fmt(summary[k]) for k in ("lpips", "fid", "fd_toy")),
+             out)
     if failed:
         log.warning("%d of %d images failed (non-finite reconstruction or metric), left out of the means: %s",
                     len(failed), len(rows), ", ".join(summary["failed_ids"][:10]))

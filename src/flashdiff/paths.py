@@ -1,5 +1,9 @@
 """Where the project lives: the repository root, its config folder, and the resolvers the configs use.
 
+``ROOT`` is the checkout (``conf/``, ``models/``, ``data/`` at the top) when flashdiff runs from one (``make setup``'s
+editable install), else the copy of ``conf/`` and ``models/`` that a wheel carries (``flashdiff/_bundled``, made by
+setup.py's build hook): one lookup, the same layout under either.
+
 Importing this module registers ``${flashdiff_root:}`` (``conf/paths/default.yaml``: every path is found from the
 installed package, so commands work from any directory) and ``${flashdiff_options:GROUP[,TEXT|!TEXT]}`` (the options of
 a config group holding, or not holding, TEXT: for help texts).
@@ -11,8 +15,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = Path(__file__).resolve().parent
+_CHECKOUT = PACKAGE.parents[1]  # src/flashdiff -> the repository
+ROOT = _CHECKOUT if (_CHECKOUT / "conf" / "config.yaml").is_file() and (_CHECKOUT / "src" / "flashdiff").is_dir() \
+    else PACKAGE / "_bundled"
 CONFIG_DIR = str(ROOT / "conf")
+MODELS_DIR = ROOT / "models"  # the bundled toy models (``paths.models_dir`` in the configs may point elsewhere)
 
 
 def config_options(group: str, contains: str = "") -> str:

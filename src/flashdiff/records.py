@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from flashdiff.errors import RecordError
 from flashdiff.types import COUNTERS
 
@@ -48,6 +46,8 @@ def image_name(index: int, draw: int = 0) -> str:
 
 def provenance(root: str | Path) -> dict[str, Any]:
     """``date``, ``commit`` (short HEAD of the checkout at ``root``; None outside git) and ``machine`` of a record."""
+    import torch
+
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root)
     return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit.stdout.strip() or None,
             "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"}
@@ -67,20 +67,29 @@ def write_atomic(path: str | Path, text: str) -> None:
 @contextmanager
 def run_lock(out: str | Path, rank: int = 0) -> Iterator[None]:
     """Hold ``<out>/.lock.rank<rank>`` while a run writes into ``out``: a second run given the same folder (and rank)
-    is refused at once instead of appending a second copy of every row. The lock goes with the process, crash or not.
-    """
+    is refused at once instead of appending a second copy of every row. The lock goes with the process, crash or not,
+    and a run that ends removes its lock file (a finished folder holds none)."""
     import fcntl  # POSIX; imported here so that the records stay readable where it is missing
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / f".lock.rank{rank}", "w") as f:
+    path = out / f".lock.rank{rank}"
+    busy = RecordError(f"another flashdiff run is writing into {out} (process rank {rank}); let it finish (this "
+                       "command then resumes from its samples.csv) or give this run another folder (hydra.run.dir=...)")
+    with open(path, "w") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RecordError(f"another flashdiff run is writing into {out} (process rank {rank}); let it finish "
-                               "(this command then resumes from its samples.csv) or give this run another folder "
-                               "(hydra.run.dir=...)") from None
-        yield
+            raise busy from None
+        try:  # a lock on a file its holder has just removed is no lock: the path must still be this file
+            if os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
+                raise busy
+        except FileNotFoundError:
+            raise busy from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # still holding the lock: nobody can take this file in between
 
 
 def _number(value: str) -> bool:

@@ -12,18 +12,20 @@ log = logging.getLogger(__name__)
 
 def start_run(mode: str, project: str, *, name: str | None = None, group: str | None = None,
               job_type: str | None = None, config: dict[str, Any] | None = None, directory: str | Path = ".",
-              entity: str | None = None, tags: list[str] | None = None) -> Any:
-    """A wandb run (``mode`` online/offline/disabled); ``WANDB_MODE`` in the environment wins, as wandb documents."""
+              entity: str | None = None, tags: list[str] | None = None, verbose: bool = False) -> Any:
+    """A wandb run (``mode`` online/offline/disabled); ``WANDB_MODE`` in the environment wins, as wandb documents.
+    wandb's own console output is silenced except online or with ``verbose`` (``logger.verbose=true``)."""
     import wandb
 
     if mode not in ("online", "offline", "disabled"):
         raise ValueError(f"logger.mode must be online, offline or disabled, got {mode!r}")
     effective = os.environ.get("WANDB_MODE", mode)
     Path(directory).mkdir(parents=True, exist_ok=True)
+    settings = wandb.Settings(silent=not (verbose or effective == "online"))
     run = wandb.init(project=project, entity=entity, name=name, group=group, job_type=job_type, config=config,
-                     dir=str(directory), mode=effective, tags=tags, reinit="finish_previous")
+                     dir=str(directory), mode=effective, tags=tags, reinit="finish_previous", settings=settings)
     if effective == "offline":
-        log.info("wandb offline run in %s (upload later with `wandb sync`)", run.dir)
+        log.debug("wandb offline run in %s (upload later with `wandb sync`)", run.dir)
     return run
 
 

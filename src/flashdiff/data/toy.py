@@ -140,7 +140,7 @@ class ToyImages(Dataset):
         else:
             self.crops = grid_crops(SPLIT_PHOTOS[split], size, downscale, val_stride if split == "val" else None)
             self.length = len(self.crops)
-        log.info("toy %s split: %d crops of %dx%d%s", split, self.length, size, size,
+        log.debug("toy %s split: %d crops of %dx%d%s", split, self.length, size, size,
                  f" (photos downscaled {downscale}x)" if downscale > 1 else "")
 
     def __len__(self) -> int:

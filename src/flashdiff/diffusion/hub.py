@@ -65,7 +65,13 @@ def resolve_model_path(path_or_id: str, subfolders: list[str], config_key: str =
         check_configs(local, subfolders, config_key)
         return local
     if path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") != 1:
-        raise ModelNotFoundError(f"{config_key}={path_or_id}: no such folder; {how_to_get(local)}")
+        raise ModelNotFoundError(f"{config_key}={path_or_id}: no such folder ({local.resolve()}); {how_to_get(local)}")
+    from flashdiff.paths import MODELS_DIR
+
+    if (MODELS_DIR / local.name).is_dir():  # a bundled toy model named relative to another working directory
+        raise ModelNotFoundError(f"{config_key}={path_or_id}: no such folder ({local.resolve()}); the bundled toy "
+                                 f"model {local.name} is {MODELS_DIR / local.name} (in Python: "
+                                 f"flashdiff.toy.model_dir({local.name!r}))")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -75,7 +81,8 @@ def resolve_model_path(path_or_id: str, subfolders: list[str], config_key: str =
                                       local_files_only=offline))
     except (LocalEntryNotFoundError, OSError) as err:
         raise ModelNotFoundError(
-            f"{config_key}={path_or_id}: the model is not in the local Hugging Face cache and cannot be downloaded "
+            f"{config_key}={path_or_id}: no such folder ({local.resolve()}), and as a hub id the model is not in the "
+            f"local Hugging Face cache and cannot be downloaded "
             f"({'HF_HUB_OFFLINE=1' if offline else type(err).__name__}). Pre-download it on a machine with network: "
             f"`hf download {path_or_id}` (older huggingface_hub: `huggingface-cli download {path_or_id}`; in Python "
             f"`huggingface_hub.snapshot_download('{path_or_id}')`), then copy the cache (HF_HOME, default "

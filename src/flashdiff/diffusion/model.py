@@ -132,7 +132,7 @@ class LatentDiffusion(nn.Module):
         unet = UNet2DModel.from_pretrained(root / unet_subfolder) if unet_subfolder else None
         model = cls(autoencoder, unet, scale_factor)
         model.requires_grad_(False).eval()
-        log.info("loaded %s (%s, scale %.4f) from %s", cls_name, "with unet" if unet else "no unet", scale_factor,
+        log.debug("loaded %s (%s, scale %.4f) from %s", cls_name, "with unet" if unet else "no unet", scale_factor,
                  root)
         return model
 
@@ -183,5 +183,5 @@ class PixelDiffusion(LatentDiffusion):
         unet = UNet2DModel.from_pretrained(root / unet_subfolder)
         model = cls(unet, scheduler, unet.config.sample_size, unet.config.in_channels)
         model.requires_grad_(False).eval()
-        log.info("loaded pixel DDPM (%d steps, %d px) from %s", model.schedule.num_steps, model.sample_size, root)
+        log.debug("loaded pixel DDPM (%d steps, %d px) from %s", model.schedule.num_steps, model.sample_size, root)
         return model

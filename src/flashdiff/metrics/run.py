@@ -68,14 +68,18 @@ class ImageMetrics:
         self.features, why = _toy_features(settings.fd_toy, torch.device(device))
         if why:
             self.unavailable["toy_feature_mse"] = why
-        for name, why in self.unavailable.items():
-            log.info("%s not computed: %s", name, why)
 
     def rows(self, x_hat: Tensor, x: Tensor) -> list[dict[str, float | None]]:
         """``{"lpips", "toy_feature_mse"}`` per image of [0, 1] batches (B, 3, H, W); None where unavailable."""
         lp = self.lpips(x_hat, x).tolist() if self.lpips is not None else [None] * x.shape[0]
         fm = feature_mse(self.features, x_hat, x).tolist() if self.features is not None else [None] * x.shape[0]
         return [{"lpips": a, "toy_feature_mse": b} for a, b in zip(lp, fm)]
+
+
+def short_reason(why: str) -> str:
+    """A reason for the console: up to its first ``;`` (what is missing, not how to get it), URLs left out."""
+    first = why.split(";")[0]
+    return " ".join(w for w in first.split() if "://" not in w)
 
 
 def _column_mean(rows: list[dict[str, str]], key: str) -> tuple[float | None, str | None]:
@@ -161,6 +165,7 @@ def _run_metrics(settings: MetricSettings, rows: list[dict[str, str]], images: P
     for key in PER_RUN:
         out.setdefault(key, None)
     for name in (*PER_IMAGE, *PER_RUN):
-        if name in unavailable:
-            log.warning("%s unavailable: %s", name, unavailable[name])
+        if name in unavailable:  # once per metric, the short reason; how to enable it is in summary.json
+            log.warning("%s unavailable: %s (how to enable it: summary.json, 'unavailable')", name,
+                        short_reason(unavailable[name]))
     return out | {"unavailable": unavailable}

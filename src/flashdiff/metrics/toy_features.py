@@ -63,5 +63,5 @@ class ToyFeatures(FolderSaved, nn.Module):
                                               "train one with `python -m flashdiff.train train=fd_features`")
         model = cls(tuple(config["widths"]), config["feature_dim"], config["classes"])
         model.load_state_dict(weights)
-        log.info("loaded toy feature network (%d-d features) from %s", model.feature_dim, folder)
+        log.debug("loaded toy feature network (%d-d features) from %s", model.feature_dim, folder)
         return model.requires_grad_(False).eval()

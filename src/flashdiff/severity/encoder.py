@@ -216,7 +216,7 @@ class SeverityEncoder(FolderSaved, nn.Module):
         model = cls(ae.encoder, ae.quant_conv, config["head"], autoencoder_class=name,
                     autoencoder_config=config["autoencoder_config"], scale_factor=config["scale_factor"])
         model.load_state_dict(weights)
-        log.info("loaded severity encoder (%s, scale %.4f) from %s", name, model.scale_factor, folder)
+        log.debug("loaded severity encoder (%s, scale %.4f) from %s", name, model.scale_factor, folder)
         return model.requires_grad_(False).eval()
 
 

@@ -72,5 +72,5 @@ class SwinIRRestorer(FolderSaved, nn.Module):
                                               "point solver.folder at one")
         model = cls(config["arch"])
         model.load_state_dict(weights)
-        log.info("loaded SwinIR (%d parameters) from %s", sum(p.numel() for p in model.parameters()), folder)
+        log.debug("loaded SwinIR (%d parameters) from %s", sum(p.numel() for p in model.parameters()), folder)
         return model.requires_grad_(False).eval()
