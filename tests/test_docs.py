@@ -101,3 +101,68 @@ def test_the_readme_python_example_runs_on_the_toy_world(monkeypatch, capsys, tm
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("toy/") for line in lines)
     assert all(int(line.split()[1]) >= 1 for line in lines)  # every toy crop ran some reverse steps
+
+
+def test_the_own_data_python_example_runs_on_a_folder_of_images(tmp_path, capsys):
+    """docs/own_data.md's Python example (at most 15 lines), on two photos of scikit-image in a temporary folder."""
+    from PIL import Image
+    from skimage import data
+
+    block = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "own_data.md").read_text(), re.S)
+    assert block and len(block.group(1).strip().splitlines()) <= 15
+    for name in ("astronaut", "coffee"):
+        Image.fromarray(getattr(data, name)()).convert("RGB").save(tmp_path / f"{name}.png")
+    code = block.group(1).replace("/tmp/own/images", str(tmp_path))
+    exec(compile(code, "docs/own_data.md", "exec"), {})  # noqa: S102 -- the project's own docs
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["/" + tmp_path.name + "/astronaut", "/" + tmp_path.name + "/coffee"]
+    assert all(float(line.split()[2]) > 15 and 0 < float(line.split()[3]) <= 1 for line in lines)
+
+
+def _section(page, title):
+    text = (ROOT / page).read_text()
+    return text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_samples_csv_table_lists_every_column_in_order():
+    from flashdiff.records import SAMPLE_COLUMNS
+
+    table = re.findall(r"^\| `(\w+)` \|", _section("docs/outputs.md", "`samples.csv`"), re.M)
+    assert tuple(table) == SAMPLE_COLUMNS
+
+
+def test_every_summary_key_is_documented(tmp_path):
+    """summarise() on a small folder with two draws per image and a budget plan: every key it writes is named."""
+    import json
+
+    from PIL import Image
+
+    from flashdiff.evaluate import summarise
+    from flashdiff.metrics import MetricSettings
+    from flashdiff.records import SAMPLE_COLUMNS, append_samples, image_name
+
+    rows = [dict.fromkeys(SAMPLE_COLUMNS, 1) | {"index": k // 2, "draw": k % 2, "image_id": "i", "psnr": 20.0}
+            for k in range(4)]
+    for k in range(2):
+        for folder, name in (("clean", f"{k:05d}.png"), ("images", image_name(k, 0)), ("images", image_name(k, 1))):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            Image.new("RGB", (8, 8), (40 * k + len(name), 90, 90)).save(tmp_path / folder / name)
+    append_samples(tmp_path / "samples.csv", rows)
+    (tmp_path / "plan.json").write_text(json.dumps({"alpha": 1.0}))
+    keys = summarise(tmp_path, {"method": "m"}, MetricSettings(lpips=False, fid=False)).keys()
+    text = _section("docs/outputs.md", "`summary.json`")
+    assert not [k for k in keys if f"`{k}`" not in text]
+
+
+def test_the_readme_config_table_and_methods_list_every_option():
+    readme = _section("README.md", "Config groups")
+    methods = (ROOT / "docs" / "methods.md").read_text()
+    for group in ("dataset", "operator", "model", "solver", "adapter", "logger", "paths"):
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{group}` |"))
+        wild = re.findall(r"`(\w+)_\*`", row)
+        missing = [p.stem for p in (ROOT / "conf" / group).glob("*.yaml") if f"`{p.stem}`" not in row
+                   and not any(p.stem.startswith(w + "_") for w in wild)]
+        assert not missing, f"README's `{group}` row lacks {missing}"
+    for group in ("solver", "adapter"):
+        missing = [p.stem for p in (ROOT / "conf" / group).glob("*.yaml") if f"`{p.stem}`" not in methods]
+        assert not missing, f"docs/methods.md lacks the {group} options {missing}"

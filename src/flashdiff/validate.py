@@ -26,6 +26,7 @@ RANGES: list[Rule] = [
     ("solver.max_iters", lambda v: v >= 0 and v == int(v), "an integer >= 0"),
     ("solver.lr", lambda v: v > 0, "> 0"),
     ("solver.lam", lambda v: v >= 0, ">= 0"),
+    ("solver.inner_steps", lambda v: v >= 1 and v == int(v), "an integer >= 1"),
     ("operator.noise_std", lambda v: v >= 0, ">= 0 (measurement noise std in [0, 1] units)"),
     ("num_images", lambda v: v >= 1 and v == int(v), "an integer >= 1, or null for every test image"),
     ("batch_size", lambda v: v >= 1 and v == int(v), "an integer >= 1"),

@@ -86,3 +86,15 @@ def test_bad_settings_are_clear_errors():
     with pytest.raises(ValueError, match="solver.delta"):
         run(resample(delta=None),
             model, op, y, params, torch.zeros(1, 3, 8, 8), torch.ones(1, dtype=torch.int64), generators([0]))
+
+
+def test_its_costs_through_the_engine_follow_its_optimiser():
+    """ReSample declares no fixed cost per step (its stop is per sample): its optimiser steps are its only gradients,
+    and each of them, and each check that stopped it, costs a decoder call."""
+    model, op = CountingLDM(), GaussianBlur(kernel_size=5)
+    _, params, y = problem(op, 3)
+    solver = resample(num_steps=20, delta=1.0, every=4, max_iters=15)
+    assert solver.costs_per_step() is None
+    out = run(solver, model, op, y, params, torch.randn(3, 3, 8, 8), torch.tensor([0, 5, 12]), generators([1, 2, 3]))
+    assert torch.equal(out.backward_passes, out.inner_iterations) and (out.inner_iterations[1:] > 0).all()
+    assert (out.decoder_calls >= out.inner_iterations).all() and (out.encoder_calls == 0).all()

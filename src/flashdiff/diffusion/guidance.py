@@ -24,6 +24,11 @@ class ResidualGuidance:
     gamma: float = 0.0
     gluing: bool = False
 
+    @property
+    def calls(self) -> dict[str, int]:
+        """Network calls per evaluation (``flashdiff.types.COUNTERS``): D0 once, E0 once where γ > 0."""
+        return {"decoder_calls": 1, "encoder_calls": int(self.gamma != 0.0)}
+
     def __call__(self, batch: StepBatch, z0_hat: Tensor) -> Tensor:
         model, op, y, p = batch.model, batch.op, batch.y, batch.params
         x = model.decode(z0_hat)  # (A, 3, H, W)

@@ -1,5 +1,7 @@
-"""The step rule shared by every diffusion solver here: an unconditional DDPM/DDIM step, an optional guidance
-gradient and an optional correction. The loop over steps lives only in the engine (``flashdiff.engine``)."""
+"""The step rule shared by every diffusion solver here: an unconditional DDPM/DDIM step and three hooks, each
+optional: guidance through the UNet (a gradient on z_i through ε_θ and Tweedie: the DPS family), guidance on ẑ0
+only (gradient steps on ẑ0 through the decoder, then the step from the updated ẑ0: MPGD), and a correction after
+the step (ReSample). The loop over steps lives only in the engine (``flashdiff.engine``)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from torch import Tensor
 
 from flashdiff.devices import host_empty, to_device
 from flashdiff.diffusion.schedule import Schedule
-from flashdiff.diffusion.steps import ddim_step, ddpm_step, sampling_grid, tweedie_z0
+from flashdiff.diffusion.steps import ddim_from_z0, ddim_step, ddpm_from_z0, ddpm_step, sampling_grid, tweedie_z0
 from flashdiff.types import LatentModel, Operator, StepBatch
 
 Step = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
@@ -42,6 +44,26 @@ def randn_rows(generators: Sequence[torch.Generator], shape: Sequence[int], like
     return to_device(host, like.device).to(like.dtype)
 
 
+def z0_guided_step(batch: StepBatch, delta: float | None, guidance: Guidance, inner_steps: int = 1,
+                   ) -> tuple[Tensor, Tensor]:
+    """Guidance on ẑ0 only (MPGD, He et al. 2024): ε̂ and ẑ0 from the UNet with no gradient through it, then
+    ``inner_steps`` steps ``ẑ0 ← ẑ0 - ∇_{ẑ0} L(ẑ0)`` through the decoder alone, then the DDIM (δ) or DDPM
+    (``delta=None``) step from the updated ẑ0 and the same ε̂; returns (z_{i_prev}, ε̂), (A, C, h, w) each."""
+    schedule = batch.model.schedule
+    with torch.no_grad():
+        eps = batch.model.eps(batch.z, batch.i)
+    z0 = tweedie_z0(schedule, batch.z, eps, batch.i)
+    for _ in range(inner_steps):
+        with torch.enable_grad():
+            z0 = z0.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(guidance(batch, z0).sum(), z0)  # rows are independent
+        z0 = (z0 - grad.to(z0.dtype)).detach()
+        batch.counts["backward_passes"] += 1
+    if delta is None:
+        return ddpm_from_z0(schedule, z0, batch.z, batch.i, batch.noise), eps
+    return ddim_from_z0(schedule, z0, eps, batch.i, batch.i_prev, batch.noise, delta), eps
+
+
 def guided_step(batch: StepBatch, step: Step, guidance: Guidance) -> tuple[Tensor, Tensor]:
     """``z_{i-1} = z'_{i-1} - ∇_{z_i} L(ẑ0(z_i))`` (METHOD.md §4), and ε; the gradient runs through UNet and Tweedie."""
     with torch.enable_grad():
@@ -56,7 +78,9 @@ def guided_step(batch: StepBatch, step: Step, guidance: Guidance) -> tuple[Tenso
 @dataclass(frozen=True, kw_only=True)
 class DiffusionStep:
     """A diffusion solver made of shared parts (``flashdiff.types.DiffusionSolver``): the DDPM (``delta=None``) or
-    DDIM (δ) step on an ``num_steps`` grid, an optional guidance gradient, an optional correction.
+    DDIM (δ) step on an ``num_steps`` grid and the hooks: ``guidance`` (a gradient through the UNet, DPS family),
+    ``z0_guidance`` (``inner_steps`` gradient steps on ẑ0 through the decoder only, MPGD), ``correction``
+    (after the step, ReSample).
 
     ``space`` is ``latent`` (any latent model) or ``pixel`` (a ``PixelDiffusion``: pixel DPS); ``linear_only``
     solvers need ``op.A_adjoint`` (PSLD). ``name`` is the solver's config option, used in error messages.
@@ -66,9 +90,22 @@ class DiffusionStep:
     num_steps: int
     delta: float | None = None
     guidance: Guidance | None = None
+    z0_guidance: Guidance | None = None
+    inner_steps: int = 1
     correction: Correction | None = None
     space: str = "latent"
     linear_only: bool = False
+
+    def costs_per_step(self) -> dict[str, int] | None:
+        """What one reverse step costs each sample (``flashdiff.types.COUNTERS``), declared for the contract tests;
+        None where it depends on the data (a correction such as ReSample's per-sample stop)."""
+        if self.correction is not None:
+            return None
+        guidance = self.guidance or self.z0_guidance
+        steps = 0 if guidance is None else self.inner_steps if self.z0_guidance is not None else 1
+        calls = getattr(guidance, "calls", {})
+        return {"score_forwards": 1, "backward_passes": steps, "inner_iterations": 0,
+                **{name: steps * calls.get(name, 0) for name in ("decoder_calls", "encoder_calls")}}
 
     def grid(self, schedule: Schedule) -> Tensor:
         """Descending training steps (num_steps,): every step for DDPM, ldm's uniform DDIM grid otherwise."""
@@ -96,7 +133,9 @@ class DiffusionStep:
     def step(self, batch: StepBatch) -> Tensor:
         """One reverse step of every row: (guided) DDPM/DDIM step, then the correction; counts UNet rows."""
         step = make_step(batch.model.schedule, self.delta)
-        if self.guidance is None:
+        if self.z0_guidance is not None:
+            z_prev, eps = z0_guided_step(batch, self.delta, self.z0_guidance, self.inner_steps)
+        elif self.guidance is None:
             eps = batch.model.eps(batch.z, batch.i)
             z_prev = step(batch.z, eps, batch.i, batch.i_prev, batch.noise)
         else:

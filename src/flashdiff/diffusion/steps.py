@@ -23,11 +23,16 @@ def tweedie_z0(schedule: Schedule, z_i: Tensor, eps: Tensor, i: Tensor) -> Tenso
 
 def ddpm_step(schedule: Schedule, z_i: Tensor, eps: Tensor, i: Tensor, noise: Tensor) -> Tensor:
     """Ancestral DDPM step i -> i-1 (Ho et al. eqs. 6-7, β̃ "fixed_small"); z_i, eps, noise (B, C, h, w), i (B,)."""
+    return ddpm_from_z0(schedule, tweedie_z0(schedule, z_i, eps, i), z_i, i, noise)  # no clipping
+
+
+def ddpm_from_z0(schedule: Schedule, z0: Tensor, z_i: Tensor, i: Tensor, noise: Tensor) -> Tensor:
+    """The DDPM posterior draw ``q(z_{i-1} | z_i, ẑ0)`` for a given ẑ0 (Tweedie's, or one updated by guidance on ẑ0);
+    z0, z_i, noise (B, C, h, w), i (B,)."""
     abar = schedule.abar(i)
     abar_prev = schedule.abar(i - 1)  # abar_{-1} := 1, so step 0 lands on ẑ0 exactly
     alpha = abar / abar_prev  # α_i = 1 - β_i
     beta = 1.0 - alpha
-    z0 = tweedie_z0(schedule, z_i, eps, i)  # no clipping
     # Posterior q(z_{i-1} | z_i, ẑ0): mean = sqrt(ᾱ_{i-1}) β_i/(1-ᾱ_i) ẑ0 + sqrt(α_i) (1-ᾱ_{i-1})/(1-ᾱ_i) z_i.
     c0 = abar_prev.sqrt() * beta / (1.0 - abar)
     ci = alpha.sqrt() * (1.0 - abar_prev) / (1.0 - abar)
@@ -44,21 +49,27 @@ def ddim_step(schedule: Schedule, z_i: Tensor, eps: Tensor, i: Tensor, i_prev: T
     ``i_prev = 0`` instead (``abar_prev = abar_0``). ``delta`` is a float or a per-sample (B,) tensor;
     ``noise`` may be None only where every σ_i is 0.
     """
+    return ddim_from_z0(schedule, tweedie_z0(schedule, z_i, eps, i), eps, i, i_prev, noise, delta)
+
+
+def ddim_from_z0(schedule: Schedule, z0: Tensor, eps: Tensor, i: Tensor, i_prev: Tensor,
+                 noise: Tensor | None = None, delta: float | Tensor = 0.0) -> Tensor:
+    """The DDIM update (Song et al. eq. 12) from a given ẑ0 (Tweedie's, or one updated by guidance on ẑ0) and ε;
+    z0, eps, noise (B, C, h, w), i, i_prev (B,); as ``ddim_step``."""
     abar = schedule.abar(i)
     abar_prev = schedule.abar(i_prev)
     if isinstance(delta, Tensor):
         delta = delta.to(torch.float64)  # (B,) on the latents' device; a float stays a host scalar (no upload)
     # σ_i = δ sqrt((1-ᾱ_prev)/(1-ᾱ_i)) sqrt(1-ᾱ_i/ᾱ_prev); δ = 1 between consecutive steps is DDPM's β̃_i.
     sigma = delta * ((1.0 - abar_prev) / (1.0 - abar) * (1.0 - abar / abar_prev)).clamp_min(0.0).sqrt()
-    z0 = tweedie_z0(schedule, z_i, eps, i)
     # z_prev = sqrt(ᾱ_prev) ẑ0 + sqrt(1 - ᾱ_prev - σ²) ε + σ n  ("direction pointing to z_i" + fresh noise).
     c_eps = (1.0 - abar_prev - sigma**2).clamp_min(0.0).sqrt()
-    z_prev = _bc(abar_prev.sqrt(), z_i) * z0 + _bc(c_eps, z_i) * eps
+    z_prev = _bc(abar_prev.sqrt(), z0) * z0 + _bc(c_eps, z0) * eps
     if noise is None:
         if bool((sigma != 0).any()):
             raise ValueError("ddim_step with delta > 0 needs noise")
         return z_prev
-    return z_prev + _bc(sigma, z_i) * noise
+    return z_prev + _bc(sigma, z0) * noise
 
 
 def ddim_inversion_step(schedule: Schedule, z_i: Tensor, eps: Tensor, i: Tensor, i_next: Tensor) -> Tensor:
