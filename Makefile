@@ -24,8 +24,8 @@ lock:  ## re-resolve requirements.in into the pinned requirements.txt (fresh ven
 	 .venv-lock/bin/pip freeze --all --exclude-editable | grep -vE "^(flashdiff|pip)==") > requirements.txt
 	rm -rf .venv-lock
 
-test:  ## run the default test suite (offline; slow tests excluded)
-	$(PY) -m pytest -q
+test:  ## run the default test suite (offline; slow tests excluded; two workers)
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 test-slow:  ## run only the slow tests
 	$(PY) -m pytest -q -m slow

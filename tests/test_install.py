@@ -7,17 +7,14 @@ import subprocess
 import sys
 import zipfile
 
-import pytest
-
 from flashdiff.paths import ROOT
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
+def _install(tmp_path):
     """(the wheel, a folder it is installed into with ``pip install --target``, no dependencies)."""
-    wheels, target = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("site")
+    wheels, target = tmp_path / "wheel", tmp_path / "site"
     pip = [sys.executable, "-m", "pip", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(wheels), str(ROOT)],
                    check=True, capture_output=True, env=ENV, timeout=600)
@@ -35,16 +32,13 @@ def _run(code_or_args, target, cwd):
     return proc.stdout
 
 
-def test_the_wheel_carries_configs_experiments_sweeps_and_toy_models(installed):
-    names = set(zipfile.ZipFile(installed[0]).namelist())
+def test_the_wheel_carries_configs_and_models_and_runs_from_another_directory(tmp_path):
+    wheel, target = _install(tmp_path)
+    names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("conf/config.yaml", "conf/experiment/toy_varblur.yaml", "conf/sweep/dps_eta.yaml",
                  "models/toy_ldm/unet/config.json", "models/toy_severity_blur/model.safetensors"):
         assert f"flashdiff/_bundled/{name}" in names, name
     assert not any("/results/" in n for n in names)  # result records stay in the repository
-
-
-def test_an_installed_flashdiff_runs_from_another_directory(installed, tmp_path):
-    wheel, target = installed
     where = _run("import flashdiff, flashdiff.paths as p; print(flashdiff.__file__); print(p.ROOT)", target, tmp_path)
     assert where.splitlines()[0].startswith(str(target)) and where.splitlines()[1].endswith("_bundled")
     _run(["-m", "flashdiff", "num_images=2", "logger=disabled", f"hydra.run.dir={tmp_path / 'run'}"], target, tmp_path)

@@ -87,17 +87,19 @@ def _start_logger(cfg: DictConfig, job_type: str):
 def main(cfg: DictConfig) -> float | None:
     """Reconstruct the test set and write per-image records (see ``flashdiff.evaluate``); returns the summary's
     ``objective`` metric when the config names one (what a sweeper such as Optuna optimises)."""
-    from flashdiff.distributed import broadcast, rank_and_world
     from flashdiff.errors import ConfigError
+
+    if missing := sorted(OmegaConf.missing_keys(cfg)):  # e.g. the best eta of a greedy search's first stage
+        raise ConfigError(f"set {', '.join(missing)} on the command line (see the sweep file's header)")
+    resolve_device(cfg.device)  # a device torch does not know ends here, before anything loads
+    solver = _checked_solver(cfg)  # ranges and compatibility, before any model loads
+    dataset = preflight(cfg)  # built once: the folder scan of a large dataset is not repeated below
+    config = result_config(cfg)
+    from flashdiff.distributed import broadcast, rank_and_world  # the job's own modules, once the config is good
     from flashdiff.evaluate import claim_shared
     from flashdiff.records import repair_samples, run_lock
     from flashdiff.select import objective
 
-    if missing := sorted(OmegaConf.missing_keys(cfg)):  # e.g. the best eta of a greedy search's first stage
-        raise ConfigError(f"set {', '.join(missing)} on the command line (see the sweep file's header)")
-    solver = _checked_solver(cfg)  # ranges and compatibility, before any model loads
-    dataset = preflight(cfg)  # built once: the folder scan of a large dataset is not repeated below
-    config = result_config(cfg)
     out = Path(HydraConfig.get().runtime.output_dir)
     rank = rank_and_world()[0]
     with run_lock(out, rank):  # one writer per run folder and process rank, before the logger

@@ -67,7 +67,11 @@ TOY = {"toy_flash_eta_c": ("latent_dps", "flash", {"solver.eta": FLASH_LDPS_FFHQ
        # the compute-budget study (bench/budget_study.py): the same mean NFE for both adapters
        "toy_budget_flash": ("latent_dps", "flash_budget", {"adapter.nfe_mean": [10.0, 20.0, 40.0, 80.0],
                                                             "num_images": [32.0]}),
-       "toy_budget_fixed": ("latent_dps", "fixed", {"adapter.t_start": [9.0, 19.0, 39.0, 79.0], "num_images": [32.0]})}
+       "toy_budget_fixed": ("latent_dps", "fixed", {"adapter.t_start": [9.0, 19.0, 39.0, 79.0], "num_images": [32.0]}),
+       # the modern solvers' step sizes, each with and without Flash (bench/solvers.py takes the choices)
+       "toy_mpgd_eta": ("mpgd", "none,flash", {"solver.eta": [0.25, 0.5, 1.0, 2.0, 4.0], "num_images": [8.0]}),
+       "toy_latent_daps_lr": ("latent_daps", "none,flash", {"solver.lr": [0.25, 0.5, 1.0],
+                                                              "solver.beta_y": [0.05, 0.1], "num_images": [8.0]})}
 OTHERS = {"optuna_flash_latent_dps"}
 FILES = sorted(p.stem for p in SWEEPS.glob("*.yaml"))
 
@@ -130,7 +134,7 @@ def test_reconstruction_sweep_composes_on_validation_images(name, tmp_path, tiny
              if not v.startswith(("choice", "tag", "interval"))]
     cfg = _compose("config", [f"+sweep={name}", *common, *point])
     solver, adapter = (PAPER | TOY)[name][:2] if name in PAPER | TOY else ("latent_dps", "flash")
-    assert cfg.hydra.runtime.choices.solver == solver and cfg.hydra.runtime.choices.adapter == adapter
+    assert cfg.hydra.runtime.choices.solver == solver and cfg.hydra.runtime.choices.adapter == adapter.split(",")[0]
     assert isinstance(instantiate(cfg.solver), DiffusionSolver) and callable(instantiate(cfg.adapter))
     assert cfg.dataset.split == "val" and len(instantiate(cfg.dataset)) > 0
     assert not OmegaConf.missing_keys(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))

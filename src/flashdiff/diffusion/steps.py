@@ -65,8 +65,8 @@ def ddim_from_z0(schedule: Schedule, z0: Tensor, eps: Tensor, i: Tensor, i_prev:
     # z_prev = sqrt(ᾱ_prev) ẑ0 + sqrt(1 - ᾱ_prev - σ²) ε + σ n  ("direction pointing to z_i" + fresh noise).
     c_eps = (1.0 - abar_prev - sigma**2).clamp_min(0.0).sqrt()
     z_prev = _bc(abar_prev.sqrt(), z0) * z0 + _bc(c_eps, z0) * eps
-    if noise is None:
-        if bool((sigma != 0).any()):
+    if noise is None:  # a float δ is checked on the host; only a per-sample tensor δ needs a look at its values
+        if (bool((sigma != 0).any()) if isinstance(delta, Tensor) else delta != 0.0):
             raise ValueError("ddim_step with delta > 0 needs noise")
         return z_prev
     return z_prev + _bc(sigma, z0) * noise
