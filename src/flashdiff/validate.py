@@ -74,11 +74,6 @@ def range_problems(cfg: dict[str, Any]) -> list[str]:
         number = _numeric(value)
         if number is None or not math.isfinite(number) or not ok(number):
             problems.append(f"{key}={value} must be {allowed}")
-    solver = cfg.get("solver") or {}
-    if isinstance(solver, dict) and "num_steps" in solver and solver.get("delta") is None and \
-            "from_pretrained" not in str(solver.get("_target_")) and solver.get("num_steps") != T_MAX:
-        problems.append(f"solver.num_steps={solver.get('num_steps')} needs DDIM: set solver.delta (0 deterministic, "
-                        f"1 DDPM-like) or use solver=ddim; ancestral DDPM runs all {T_MAX} steps")
     for key, options in CHOICES.items():
         try:
             value = _get(cfg, key)
@@ -116,6 +111,9 @@ def compatibility_problems(cfg: dict[str, Any], solver: Any, choices: dict[str, 
     pixel_model = model_cls is not None and issubclass(model_cls, PixelDiffusion)
     diffuses = adapter_cls is not None and adapter_cls is not Baseline
     problems = []
+    if solver is not None and hasattr(solver, "delta") and solver.delta is None and solver.num_steps != T_MAX:
+        problems.append(f"solver.num_steps={solver.num_steps} needs DDIM: set solver.delta (0 deterministic, "
+                        f"1 DDPM-like) or use solver=ddim; ancestral DDPM runs all {T_MAX} steps")
     if solver is None and diffuses:
         problems.append(f"solver={solver_name} is not a diffusion solver (no grid to start on): use adapter=none")
     if solver is not None and getattr(solver, "space", "latent") == "pixel" and not pixel_model:

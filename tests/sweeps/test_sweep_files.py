@@ -69,7 +69,8 @@ TOY = {"toy_flash_eta_c": ("latent_dps", "flash", {"solver.eta": FLASH_LDPS_FFHQ
                                                             "num_images": [32.0]}),
        "toy_budget_fixed": ("latent_dps", "fixed", {"adapter.t_start": [9.0, 19.0, 39.0, 79.0], "num_images": [32.0]}),
        # the modern solvers' step sizes, each with and without Flash (bench/solvers.py takes the choices)
-       "toy_mpgd_eta": ("mpgd", "none,flash", {"solver.eta": [0.25, 0.5, 1.0, 2.0, 4.0], "num_images": [8.0]}),
+       "toy_mpgd_eta": ("mpgd", "none,flash", {"solver.eta": [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0],
+                                               "num_images": [8.0]}),
        "toy_latent_daps_lr": ("latent_daps", "none,flash", {"solver.lr": [0.25, 0.5, 1.0],
                                                               "solver.beta_y": [0.05, 0.1], "num_images": [8.0]})}
 OTHERS = {"optuna_flash_latent_dps"}
