@@ -59,7 +59,7 @@ def main() -> None:
     results = ROOT / "bench" / "results" / "solvers.md"
     results.parent.mkdir(parents=True, exist_ok=True)
     lines, pending = [], []
-    tag = "-".join([f"n{args.num_images}", *args.extra]).replace("/", "_")
+    tag = "-".join([f"n{args.num_images}", *args.extra]).replace("/", "_").replace("=", "_")  # Hydra-safe
     for exp in args.experiments:
         for solver in args.solvers:
             runs = {}
