@@ -12,15 +12,12 @@ Usage: .venv/bin/python bench/noise_cost.py [--batch 16] [--repeats 200]
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
+from record import append_record
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"toy world (4×16×16)": (4, 16, 16), "paper LDM 256² (3×64×64)": (3, 64, 64)}
@@ -54,13 +51,7 @@ def main() -> None:
         per_sample = median_ms(lambda s=shape: randn_rows(gens, s, like), args.repeats)
         batched = median_ms(lambda s=shape: torch.randn(args.batch, *s), args.repeats)
         lines.append(f"| {name} | {per_sample:.3f} | {batched:.3f} | {1e3 * per_sample / args.batch:.1f} |")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    head = (f"\n## {time.strftime('%Y-%m-%d %H:%M')} · commit {commit.stdout.strip()} · {platform.machine()}, "
-            f"{os.cpu_count()} CPUs, {args.threads} torch threads, torch {torch.__version__} · batch {args.batch}, "
-            f"median of {args.repeats}\n\nCommand: `{' '.join([Path(sys.executable).name, *sys.argv])}`\n\n")
-    with open(args.out, "a") as f:
-        f.write(head + "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    append_record(args.out, args.threads, f"batch {args.batch}, median of {args.repeats}", lines)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,12 @@ Usage: .venv/bin/python bench/step_time.py [--solvers latent_dps_ddim mpgd] [--b
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
+from record import append_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,14 +71,8 @@ def main() -> None:
         med = statistics.median(ts)
         lines.append(f"| {name} | {med:.4f} | {q[0]:.4f}–{q[2]:.4f} | {1e3 * med / args.batch:.2f} | "
                      f"{med / first:.2f} |")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    head = (f"\n## {time.strftime('%Y-%m-%d %H:%M')} · commit {commit.stdout.strip()} · {platform.machine()}, "
-            f"{os.cpu_count()} CPUs, {args.threads} torch threads, torch {torch.__version__} · batch {args.batch}, "
-            f"{args.repeats} steps each, toy LDM, toy varying blur, rows at step ≈500\n\n"
-            f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`\n\n")
-    with open(args.out, "a") as f:
-        f.write(head + "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    details = f"batch {args.batch}, {args.repeats} steps each, toy LDM, toy varying blur, rows at step ≈500"
+    append_record(args.out, args.threads, details, lines)
 
 
 if __name__ == "__main__":
