@@ -180,14 +180,19 @@ def preflight(cfg: DictConfig) -> Any:
     except (InstantiationException, FileNotFoundError) as err:
         problems.append(f"dataset={HydraConfig.get().runtime.choices.get('dataset')}: {err.__cause__ or err}")
     if "path" in cfg.model:
-        subfolders = [str(v) for k, v in cfg.model.items() if str(k).endswith("_subfolder") and v]
+        subfolders = {str(k): str(v) for k, v in cfg.model.items() if str(k).endswith("_subfolder") and v}
         # an experiment's pixel model (solver=dps: conf/tuned/<experiment>/dps_none.yaml sets model: ${pixel_model})
         key = "pixel_model" if OmegaConf.is_interpolation(cfg, "model") and "pixel_model" in cfg else "model"
         choice = HydraConfig.get().runtime.choices.get("model@pixel_model" if key == "pixel_model" else "model")
-        try:
-            resolve_model_path(str(cfg.model.path), subfolders, config_key=f"{key}.path")
-        except ModelNotFoundError as err:
-            problems.append(f"{key}={choice}: {err}")
+        folders = {"path": list(subfolders.values())}
+        if cfg.model.get("autoencoder_path"):  # the autoencoder from another folder (model=toy_flow: toy_ldm's)
+            ae = subfolders.get("autoencoder_subfolder", "vae")
+            folders = {"path": [s for s in subfolders.values() if s != ae], "autoencoder_path": [ae]}
+        for field, needs in folders.items():
+            try:
+                resolve_model_path(str(cfg.model[field]), needs, config_key=f"{key}.{field}")
+            except ModelNotFoundError as err:
+                problems.append(f"{key}={choice}: {err}")
     problems += _missing_folders(cfg)
     if problems:
         from flashdiff.errors import InputError

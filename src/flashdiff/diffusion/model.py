@@ -1,4 +1,5 @@
-"""A thin latent-diffusion wrapper: autoencoder ``E0``/``D0`` with an explicit scale factor, ε-prediction UNet."""
+"""A thin latent-diffusion wrapper: autoencoder ``E0``/``D0`` with explicit scale (and shift) factors, and a denoiser
+of any parameterisation (ε, v, x0, flow velocity) turned into the VP-equivalent ε̂ the solvers use (METHOD.md §3b)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,28 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel, VQModel
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from flashdiff.diffusion.schedule import Schedule
+from flashdiff.diffusion.schedule import Schedule, _bc, load_schedule
 
 log = logging.getLogger(__name__)
 
 AUTOENCODERS = {"AutoencoderKL": AutoencoderKL, "VQModel": VQModel}
+PREDICTIONS = ("epsilon", "v_prediction", "sample", "flow")
+"""What a denoiser predicts: ε; diffusers' ``v = a ε - b z0``; ``z0`` itself; the rectified-flow velocity
+``u = dz_t/dt = ε - z0``."""
+
+
+def eps_from_prediction(out: Tensor, z_t: Tensor, a: Tensor, b: Tensor, prediction_type: str) -> Tensor:
+    """The noise ε̂ of ``z_t = a z0 + b ε`` from what the network predicted (METHOD.md §3b); out, z_t (B, C, h, w),
+    a, b (B,) float64 (the model's own path coefficients). ε is the same noise in every parameterisation."""
+    if prediction_type == "epsilon":
+        return out
+    if prediction_type == "v_prediction":  # a v + b z_t = (a² + b²) ε
+        return (_bc(a, out) * out + _bc(b, z_t) * z_t) / _bc(a**2 + b**2, out)
+    if prediction_type == "sample":
+        return (z_t - _bc(a, out) * out) / _bc(b, out)
+    if prediction_type == "flow":  # rectified flow (a = 1 - t, b = t): u = ε - z0, so a u + z_t = (a + b) ε
+        return (_bc(a, out) * out + z_t) / _bc(a + b, out)
+    raise ValueError(f"model.prediction_type must be one of {PREDICTIONS}, got {prediction_type!r}")
 
 
 def _checkpointed_call(module: nn.Module, *args: Any) -> Any:
@@ -41,13 +59,21 @@ class LatentDiffusion(nn.Module):
     explicit: the paper's VQ-f4 LDMs use 1.0, never diffusers' 0.18215 default.
     """
 
-    def __init__(self, autoencoder: AutoencoderKL | VQModel, unet: UNet2DModel | None, scale_factor: float,
-                 schedule: Schedule | None = None) -> None:
+    def __init__(self, autoencoder: AutoencoderKL | VQModel, unet: nn.Module | None, scale_factor: float,
+                 schedule: Schedule | None = None, *, prediction_type: str = "epsilon",
+                 shift_factor: float = 0.0) -> None:
         super().__init__()
         self.autoencoder = autoencoder
-        self.unet = unet
+        self.unet = unet  # called as unet(z_t, time) -> .sample (diffusers) or a tensor, in the model's own space
         self.scale_factor = float(scale_factor)
+        self.shift_factor = float(shift_factor)  # SD3 / Flux VAEs: z = scale (E(x) - shift)
         self.schedule = schedule if schedule is not None else Schedule.ldm()
+        if prediction_type not in PREDICTIONS:
+            raise ValueError(f"model.prediction_type must be one of {PREDICTIONS}, got {prediction_type!r}")
+        if (prediction_type == "flow") != (self.schedule.path == "flow"):
+            raise ValueError(f"a {prediction_type!r} denoiser needs a {'flow' if prediction_type == 'flow' else 'VP'} "
+                             f"schedule, got a {self.schedule.path!r} one (model.prediction_type / the scheduler)")
+        self.prediction_type = prediction_type
         self.checkpoint_decoder = False
         self._decode_fn = None  # a compiled decoder, where ``configure(compile=True)`` made one
 
@@ -93,32 +119,53 @@ class LatentDiffusion(nn.Module):
             z = self.autoencoder.encode(h).latents
         else:
             z = self.autoencoder.encode(h).latent_dist.mode()
-        return z * self.scale_factor
+        return (z - self.shift_factor) * self.scale_factor
 
     def decode(self, z: Tensor) -> Tensor:
         """``x = D0(z)``: (B, C, h, w) -> (B, 3, H, W) in [0,1] (unclipped; VQ decoding quantises, straight-through)."""
         decode = self._decode_fn or self.autoencoder.decode
-        return (decode(z / self.scale_factor).sample + 1.0) / 2.0
+        return (decode(z / self.scale_factor + self.shift_factor).sample + 1.0) / 2.0
 
     def eps(self, z_i: Tensor, i: Tensor) -> Tensor:
-        """``eps_theta(z_i, i)`` for per-sample steps ``i`` (B,); (B, C, h, w) -> (B, C, h, w)."""
+        """``eps_theta(z_i, i)`` for per-sample steps ``i`` (B,); (B, C, h, w) -> (B, C, h, w).
+
+        ``z_i`` is the VP-equivalent latent z̃ (METHOD.md §3b); the denoiser sees its own ``z_t = sqrt(a² + b²) z̃``
+        and time, and what it predicts is converted to ε̂. An ε-predictor on a VP path is called as is.
+        """
         if self.unet is None:
             raise RuntimeError("this LatentDiffusion has no score model (unet); load one with model.unet_subfolder")
-        return self.unet(z_i, i.to(z_i.device)).sample
+        i = i.to(z_i.device)
+        if self.prediction_type == "epsilon" and self.schedule.path == "vp":
+            return self.unet(z_i, i).sample
+        a, b = self.schedule.coefficients(i)
+        z_t = _bc((a**2 + b**2).sqrt(), z_i) * z_i
+        t = self.schedule.model_time(i)
+        out = self.unet(z_t, t.float() if t.is_floating_point() else t)
+        return eps_from_prediction(getattr(out, "sample", out), z_t, a, b, self.prediction_type)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, autoencoder_subfolder: str = "vae",
                         unet_subfolder: str | None = "unet", scale_factor: float | None = None,
-                        autoencoder_class: str | None = None) -> LatentDiffusion:
+                        autoencoder_class: str | None = None,
+                        scheduler_subfolder: str | None = None,
+                        autoencoder_path: str | Path | None = None) -> LatentDiffusion:
         """Load any folder (or hub id) written by ``save_pretrained``: ``<path>/<autoencoder_subfolder>`` (+ unet).
 
         ``scale_factor=None`` reads ``scaling_factor`` from the autoencoder's own config.json and refuses to fall
-        back on diffusers' default.
+        back on diffusers' default; ``shift_factor`` is read there too (0 where absent). With
+        ``scheduler_subfolder`` the path, grid rule and prediction type come from that scheduler config
+        (``load_schedule``); without, the paper's LDM schedule and an ε-predictor. ``autoencoder_path`` loads the
+        autoencoder from another folder (a prior trained on another model's latents: ``model=toy_flow``).
         """
         from flashdiff.diffusion.hub import resolve_model_path
 
-        root = resolve_model_path(str(path), [autoencoder_subfolder] + ([unet_subfolder] if unet_subfolder else []))
-        ae_dir = root / autoencoder_subfolder
+        subfolders = [s for s in (unet_subfolder, scheduler_subfolder) if s]
+        if autoencoder_path is None:
+            root = ae_root = resolve_model_path(str(path), [autoencoder_subfolder, *subfolders])
+        else:
+            root = resolve_model_path(str(path), subfolders)
+            ae_root = resolve_model_path(str(autoencoder_path), [autoencoder_subfolder], "model.autoencoder_path")
+        ae_dir = ae_root / autoencoder_subfolder
         ae_config = json.loads((ae_dir / "config.json").read_text())
         cls_name = autoencoder_class or ae_config.get("_class_name", "AutoencoderKL")
         if cls_name not in AUTOENCODERS:
@@ -130,7 +177,10 @@ class LatentDiffusion(nn.Module):
             scale_factor = ae_config["scaling_factor"]
         autoencoder = AUTOENCODERS[cls_name].from_pretrained(ae_dir)
         unet = UNet2DModel.from_pretrained(root / unet_subfolder) if unet_subfolder else None
-        model = cls(autoencoder, unet, scale_factor)
+        schedule, prediction = (load_schedule(root / scheduler_subfolder) if scheduler_subfolder
+                                else (Schedule.ldm(), "epsilon"))
+        model = cls(autoencoder, unet, scale_factor, schedule, prediction_type=prediction,
+                    shift_factor=ae_config.get("shift_factor") or 0.0)
         model.requires_grad_(False).eval()
         log.debug("loaded %s (%s, scale %.4f) from %s", cls_name, "with unet" if unet else "no unet", scale_factor,
                  root)
@@ -140,6 +190,8 @@ class LatentDiffusion(nn.Module):
         """Write ``<path>/<autoencoder_subfolder>`` and ``<path>/unet`` (safetensors); scale factor in the AE config."""
         path = Path(path)
         self.autoencoder.register_to_config(scaling_factor=self.scale_factor)
+        if self.shift_factor:
+            self.autoencoder.register_to_config(shift_factor=self.shift_factor)
         self.autoencoder.save_pretrained(path / autoencoder_subfolder, safe_serialization=True)
         if self.unet is not None:
             self.unet.save_pretrained(path / "unet", safe_serialization=True)

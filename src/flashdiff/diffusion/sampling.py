@@ -13,7 +13,7 @@ from torch import Tensor
 
 from flashdiff.devices import host_empty, to_device
 from flashdiff.diffusion.schedule import Schedule
-from flashdiff.diffusion.steps import ddim_from_z0, ddim_step, ddpm_from_z0, ddpm_step, sampling_grid, tweedie_z0
+from flashdiff.diffusion.steps import ddim_from_z0, ddim_step, ddpm_from_z0, ddpm_step, tweedie_z0
 from flashdiff.types import LatentModel, Operator, StepBatch
 
 Step = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
@@ -109,7 +109,7 @@ class DiffusionStep:
 
     def grid(self, schedule: Schedule) -> Tensor:
         """Descending training steps (num_steps,): every step for DDPM, ldm's uniform DDIM grid otherwise."""
-        return sampling_grid(schedule.num_steps, self.num_steps)
+        return schedule.grid(self.num_steps)
 
     def check(self, model: LatentModel, op: Operator | None) -> None:
         """Refuse a model, grid or operator this solver cannot run, naming the key to change."""
@@ -119,6 +119,10 @@ class DiffusionStep:
         steps = model.schedule.num_steps
         if not 1 <= self.num_steps <= steps:
             raise ConfigError(f"solver.num_steps={self.num_steps} must lie in [1, {steps}] (the model's schedule)")
+        if self.delta is None and model.schedule.path != "vp":
+            raise ConfigError(f"solver={self.name} takes ancestral DDPM steps, which need a discrete VP (β) schedule; "
+                              f"the model is a {model.schedule.path} prior: set solver.delta (0 = its Euler ODE step) "
+                              "or use a DDIM-grid solver (solver=ddim, latent_dps_ddim, resample, mpgd, latent_daps)")
         if self.delta is None and self.num_steps != steps:
             raise ConfigError(f"solver.num_steps={self.num_steps} needs DDIM: set solver.delta (0 deterministic, "
                               f"1 DDPM-like) or use solver=ddim; DDPM runs all solver.num_steps={steps}")

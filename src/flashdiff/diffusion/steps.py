@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from flashdiff.diffusion.schedule import Schedule, _bc
+from flashdiff.diffusion.schedule import sampling_grid as sampling_grid  # re-exported: its home before paths
 
 
 def tweedie_z0(schedule: Schedule, z_i: Tensor, eps: Tensor, i: Tensor) -> Tensor:
@@ -112,20 +113,6 @@ def stochastic_resample(schedule: Schedule, z0_y: Tensor, z_prime: Tensor, i: Te
     """A draw of ReSample's resampling distribution at level i (METHOD.md §4, eq. 16); (B, C, h, w), i (B,)."""
     mean, var = resample_moments(schedule, z0_y, z_prime, i, omega)
     return mean + _bc(var.sqrt(), mean) * noise
-
-
-def sampling_grid(num_train_steps: int, num_steps: int) -> Tensor:
-    """Descending training steps a sampler visits (METHOD.md §4, App. D): (num_steps,) int64.
-
-    ``num_steps == num_train_steps`` gives ``[T-1, ..., 0]`` (DDPM); otherwise ldm's "uniform" DDIM grid
-    ``k·(T // N) + 1`` for k < N, descending (T=1000: N=500 -> 999, 997, ..., 1; N=20 -> 951, 901, ..., 1),
-    which equals diffusers' "leading" spacing with ``steps_offset=1``.
-    """
-    if not 1 <= num_steps <= num_train_steps:
-        raise ValueError(f"num_steps must be in [1, {num_train_steps}], got {num_steps}")
-    if num_steps == num_train_steps:
-        return torch.arange(num_train_steps - 1, -1, -1, dtype=torch.int64)
-    return (torch.arange(num_steps, dtype=torch.int64) * (num_train_steps // num_steps) + 1).flip(0)
 
 
 def snr_match(schedule: Schedule, grid: Tensor, sigma2: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ from torch import Tensor
 from flashdiff.devices import index
 from flashdiff.diffusion.sampling import DiffusionStep, randn_rows
 from flashdiff.diffusion.schedule import Schedule, _bc
-from flashdiff.diffusion.steps import ddim_step, sampling_grid
+from flashdiff.diffusion.steps import ddim_step
 from flashdiff.types import LatentModel, Operator, StepBatch
 
 
@@ -47,7 +47,7 @@ class LatentDAPS:
 
     def grid(self, schedule: Schedule) -> Tensor:
         """The annealing levels, descending training steps (num_steps,): the uniform DDIM grid."""
-        return sampling_grid(schedule.num_steps, self.num_steps)
+        return schedule.grid(self.num_steps)
 
     def check(self, model: LatentModel, op: Operator | None) -> None:
         """The grid and model checks of the DDIM solvers (a latent model, ``solver.num_steps`` in range)."""

@@ -29,7 +29,8 @@ from torch import Tensor
 
 from flashdiff.devices import index
 from flashdiff.diffusion.sampling import DiffusionStep, randn_rows
-from flashdiff.diffusion.steps import sampling_grid, stochastic_resample
+from flashdiff.diffusion.schedule import Schedule
+from flashdiff.diffusion.steps import stochastic_resample
 from flashdiff.types import Counts, LatentModel, Operator, Params, StepBatch
 
 
@@ -86,14 +87,14 @@ class Resampling:
     lr: float
     lam: float
 
-    def dc_steps(self, num_train_steps: int) -> Tensor:
+    def dc_steps(self, schedule: Schedule) -> Tensor:
         """Training steps of hard data consistency: every ``every``-th grid step counted from the last one."""
-        return sampling_grid(num_train_steps, self.num_steps).flip(0)[:: self.every]
+        return schedule.grid(self.num_steps).flip(0)[:: self.every]
 
     def __call__(self, batch: StepBatch, z_prime: Tensor, z0_hat: Tensor) -> Tensor:
         schedule = batch.model.schedule
         steps = batch.i_host if batch.i_host is not None else batch.i.cpu()
-        rows = torch.isin(steps, self.dc_steps(schedule.num_steps)).nonzero().squeeze(1)  # host: rows at a DC step
+        rows = torch.isin(steps, self.dc_steps(schedule)).nonzero().squeeze(1)  # host: rows at a DC step
         if rows.numel() == 0:
             return z_prime
         rows_d = index(rows, z_prime.device)

@@ -18,7 +18,7 @@ from diffusers import AutoencoderKL, UNet2DModel
 from flashdiff.diffusion.model import LatentDiffusion, PixelDiffusion
 from flashdiff.diffusion.schedule import ldm_scheduler
 from flashdiff.train.autoencoder import AutoencoderObjective, latent_scale, reconstruction_psnr
-from flashdiff.train.latent_ddpm import LatentDDPMObjective
+from flashdiff.train.latent_ddpm import LatentDDPMObjective, LatentFlowObjective
 from flashdiff.train.loop import LoopSettings, TrainingJob, fit
 
 log = logging.getLogger(__name__)
@@ -62,19 +62,29 @@ def train_autoencoder(job: TrainingJob, *, arch: dict[str, Any], kl_weight: floa
     return result
 
 
-def train_latent_ddpm(job: TrainingJob, model: LatentDiffusion, *, arch: dict[str, Any], loop: LoopSettings) -> dict:
-    """Train eps_theta on the frozen autoencoder's latents; save ``<output_dir>/unet`` and ``/scheduler``.
-
-    With a ``PixelDiffusion`` (identity autoencoder) this trains a pixel DDPM on its own schedule.
+def train_latent_ddpm(job: TrainingJob, model: LatentDiffusion, *, arch: dict[str, Any], loop: LoopSettings,
+                      objective: str = "ddpm", flow_shift: float = 1.0) -> dict:
+    """Train the latent prior on the frozen autoencoder's latents; save ``<output_dir>/unet`` and ``/scheduler``:
+    ``objective="ddpm"`` an ε-predictor on the LDM schedule (with a ``PixelDiffusion``, the identity autoencoder, a
+    pixel DDPM on its own schedule); ``"flow"`` a rectified-flow velocity predictor, saved with diffusers'
+    ``FlowMatchEulerDiscreteScheduler`` of ``flow_shift`` (``conf/train/latent_flow.yaml``).
     """
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    if objective not in ("ddpm", "flow"):
+        raise ValueError(f"train.objective must be 'ddpm' or 'flow', got {objective!r}")
     started = time.perf_counter()
     c, h, _ = model.latent_shape
     unet = UNet2DModel(sample_size=h, in_channels=c, out_channels=c, **arch)
-    name = "pixel_ddpm" if isinstance(model, PixelDiffusion) else "latent_ddpm"
-    unet = fit(LatentDDPMObjective(unet, model), job.train_set, loop, job.workdir, run=job.run, desc=name).unet
+    name = "pixel_ddpm" if isinstance(model, PixelDiffusion) else f"latent_{objective}"
+    build = LatentFlowObjective if objective == "flow" else LatentDDPMObjective
+    unet = fit(build(unet, model), job.train_set, loop, job.workdir, run=job.run, desc=name).unet
     unet.save_pretrained(Path(job.output_dir) / "unet", safe_serialization=True)
-    (model.scheduler if isinstance(model, PixelDiffusion) else ldm_scheduler()).save_pretrained(
-        Path(job.output_dir) / "scheduler")
+    if objective == "flow":
+        scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=flow_shift)
+    else:
+        scheduler = model.scheduler if isinstance(model, PixelDiffusion) else ldm_scheduler()
+    scheduler.save_pretrained(Path(job.output_dir) / "scheduler")
     result = {"seconds": time.perf_counter() - started, "parameters": sum(p.numel() for p in unet.parameters())}
     record_training(Path(job.output_dir) / "unet", job.workdir, result, loop, arch)
     log.info("%s saved to %s/unet: %s", name, job.output_dir, json.dumps(result))
