@@ -154,3 +154,20 @@ def test_a_file_it_cannot_read_ends_in_one_line_naming_it(tmp_path, content, rea
     proc = subprocess.run([sys.executable, "-m", "flashdiff.convert", "ldm", "--ckpt", str(ckpt), "--config",
                            str(config), "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and f"error: {config}: not a YAML config" in proc.stderr
+
+
+def test_a_file_it_cannot_read_is_refused_before_the_heavy_imports(tmp_path):
+    """A missing checkpoint or a broken config: neither torch nor diffusers loaded; an unreadable one: no diffusers."""
+    import subprocess
+    import sys
+
+    (missing := tmp_path / "folder.ckpt").mkdir()
+    (empty := tmp_path / "empty.ckpt").write_bytes(b"")
+    (config := tmp_path / "cfg" / "config.yaml").parent.mkdir()  # not beside the checkpoints: they use the default
+    config.write_text("model: [\n")
+    code = ("import sys\nfrom flashdiff.convert.__main__ import main\nfrom flashdiff.errors import InputError\n"
+            "for args in sys.argv[1:]:\n    try:\n        main(['ldm', *args.split(), '--out', 'out'])\n"
+            "    except InputError:\n        print(sorted({'torch', 'diffusers'} & set(sys.modules)))\n")
+    proc = subprocess.run([sys.executable, "-c", code, f"--ckpt {missing}", f"--ckpt {empty} --config {config}",
+                           f"--ckpt {empty}"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.stdout.splitlines() == ["[]", "[]", "['torch']"], proc.stdout + proc.stderr

@@ -122,6 +122,15 @@ def test_the_commands_end_a_bad_folder_or_argument_in_one_line(tmp_path, module)
     assert not out.exists()
 
 
+def test_the_report_refuses_a_bad_folder_or_argument_before_loading_matplotlib(tmp_path):
+    code = ("import sys\nfrom flashdiff.report.__main__ import main\nfrom flashdiff.errors import UserError\n"
+            "for args in sys.argv[1:]:\n    try:\n        main(args.split())\n    except UserError:\n"
+            "        print(sorted({'matplotlib', 'diffusers'} & set(sys.modules)))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "missing"), f"{tmp_path} --bogus"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.stdout.splitlines() == ["[]", "[]"], proc.stdout + proc.stderr
+
+
 def _failing_sweep(root):
     """Three eta points by PSNR: the best (eta 3) lost 2 of its 4 images (its mean is over the other 2)."""
     for eta, psnr, failed in [(1.0, 24.0, 0), (2.0, 25.0, 0), (3.0, 26.0, 2)]:

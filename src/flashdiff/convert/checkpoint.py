@@ -14,10 +14,10 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,15 @@ def named_globals(path: Path) -> list[str]:
     """Classes/functions the checkpoint's pickle names beyond torch's allow-list (static scan, zip format only)."""
     if not zipfile.is_zipfile(path):
         return []  # legacy format: found one by one from torch.load's errors
+    import torch
+
     return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
 
 
 def _load(path: Path, names: list[str]) -> Any:
     """``torch.load(weights_only=True)`` with each of ``names`` bound to its own inert stand-in."""
+    import torch
+
     stand_ins = [(type(f"Stripped{i}", (Stripped,), {"name": name}), name) for i, name in enumerate(names)]
     with torch.serialization.safe_globals(stand_ins):
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
@@ -104,6 +108,8 @@ def load_checkpoint(path: str | Path, max_stand_ins: int = 200) -> dict[str, Any
 
 def tensors_of(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> dict[str, Tensor]:
     """The ``state_dict`` of a Lightning checkpoint (or the checkpoint itself if it is one): name -> tensor."""
+    from torch import Tensor
+
     sd = ckpt.get("state_dict", ckpt)
     if not isinstance(sd, dict):
         raise UnsafeCheckpointError(f"{path}: its state_dict is {sd!r}, not a dict of tensors")

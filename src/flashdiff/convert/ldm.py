@@ -11,19 +11,18 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
-from diffusers import UNet2DModel, VQModel
-from torch import Tensor, nn
 
 from flashdiff.convert.architectures import HERE as ARCHITECTURES
 from flashdiff.convert.checkpoint import load_checkpoint, tensors_of
 from flashdiff.convert.mapping import ConversionError
 from flashdiff.convert.unet import unet_config, unet_state_dict
 from flashdiff.convert.vq import vq_config, vq_state_dict
-from flashdiff.diffusion.schedule import LDM_BETA_END, LDM_BETA_START, LDM_NUM_STEPS, Schedule, ldm_scheduler
+
+if TYPE_CHECKING:  # torch, diffusers and the schedule are imported where used: a bad file is refused before them
+    from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,10 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 def check_schedule(params: dict[str, Any], sd: dict[str, Tensor]) -> None:
     """Refuse a checkpoint whose diffusion schedule is not METHOD.md §1's (ldm "linear" 0.0015 -> 0.0195, 1000, ε)."""
+    import torch
+
+    from flashdiff.diffusion.schedule import LDM_BETA_END, LDM_BETA_START, LDM_NUM_STEPS, Schedule
+
     got = {"timesteps": params.get("timesteps", 1000), "linear_start": params.get("linear_start", 1e-4),
            "linear_end": params.get("linear_end", 2e-2), "beta_schedule": params.get("beta_schedule", "linear"),
            "parameterization": params.get("parameterization", "eps")}
@@ -115,6 +118,10 @@ def convert_ldm(ckpt: str | Path, out: str | Path, *, config: str | Path | None 
                               f"{params.get('cond_stage_config')!r}; only unconditional {LDM_TARGET} is supported")
     sd = tensors_of(load_checkpoint(ckpt), ckpt)
     check_schedule(params, sd)
+    from diffusers import UNet2DModel, VQModel  # only once the files are known to be readable
+
+    from flashdiff.diffusion.schedule import ldm_scheduler
+
     scale = float(sd["scale_factor"]) if "scale_factor" in sd else float(params.get("scale_factor", 1.0))
     vq_cfg, unet_cfg = vq_config(params["first_stage_config"], scale), unet_config(params["unet_config"])
     vq = VQModel.from_config(vq_cfg)

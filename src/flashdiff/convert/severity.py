@@ -13,14 +13,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from diffusers import VQModel
-
 from flashdiff.convert.architectures import architecture
 from flashdiff.convert.checkpoint import load_checkpoint, plain, tensors_of
 from flashdiff.convert.ldm import load_into, read_config
 from flashdiff.convert.mapping import ConversionError
 from flashdiff.convert.vq import vq_config, vq_state_dict
-from flashdiff.severity.encoder import ConvHead, SeverityEncoder
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +55,10 @@ def convert_severity_encoder(ckpt: str | Path, out: str | Path, *, ldm_config: s
                               "not one of the authors' severity-encoder checkpoints")
     config = {k: v for k, v in first_stage(hparams, ldm_config, scale_factor).items() if not k.startswith("_")}
     head = {"head.weight": sd.pop("std_conv.weight"), "head.bias": sd.pop("std_conv.bias")}
+    from diffusers import VQModel  # only once the files are known to be readable
+
+    from flashdiff.severity.encoder import ConvHead, SeverityEncoder
+
     ae = VQModel.from_config(config)
     model = SeverityEncoder(ae.encoder, ae.quant_conv, ConvHead, autoencoder_class="VQModel",
                             autoencoder_config=config, scale_factor=scale_factor)  # lr_mult 1: W stored as is

@@ -11,9 +11,10 @@ factor ``ds`` is in ``attention_resolutions``) and, below the last level, a Down
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from flashdiff.convert.mapping import ConversionError, Renamer
 

@@ -9,9 +9,10 @@ Original layout (``first_stage_model.`` stripped): ``encoder.down.{i}.block.{j}`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from flashdiff.convert.mapping import ConversionError, Renamer
 

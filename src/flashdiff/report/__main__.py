@@ -17,16 +17,17 @@ def main(argv: list[str]) -> None:
         from flashdiff.report.select import main as select
 
         return select(argv[1:])
-    from flashdiff.report.build import build_report
-    from flashdiff.report.runs import collect
-    from flashdiff.report.table import markdown_table, table_row
-
     parser = ArgumentParser(prog="python -m flashdiff.report", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="run folders, multirun folders, severity-study folders or files")
     parser.add_argument("--out", default=None, help="report folder (default: outputs/report/<date>_<time>)")
     args = parser.parse_args(argv)
+    from flashdiff.report.runs import collect
+    from flashdiff.report.table import markdown_table, table_row
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     runs, _ = collect(args.runs)  # every path checked before anything is printed or written
+    from flashdiff.report.build import build_report  # matplotlib and torch: only once the runs are known
+
     if runs:
         print(markdown_table([table_row(r) for r in runs]))
     out = Path(args.out or f"outputs/report/{time.strftime('%Y-%m-%d_%H-%M-%S')}")

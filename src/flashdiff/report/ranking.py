@@ -26,10 +26,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from flashdiff.data.seeding import measurement_seed
 from flashdiff.errors import ConfigError, InputError
 from flashdiff.metrics.ordering import rankdata, spearman
-from flashdiff.operators import Identity
 from flashdiff.records import write_atomic
 from flashdiff.types import Operator, Params
 
@@ -69,6 +67,8 @@ def measure(items: list[dict[str, Any]], op: Operator, seed: int,
             device: torch.device) -> tuple[Tensor, Tensor, Params, Tensor]:
     """``(x, y, params, seeds)`` of dataset items as ``python -m flashdiff`` measures them: ``y = A(x) + n``, (B, 3, H,
     W), every draw seeded per image by ``measurement_seed(image seed, seed)``."""
+    from flashdiff.data.seeding import measurement_seed  # the data package (torchvision): only once images come
+
     seeds = torch.tensor([measurement_seed(int(item["seed"]), seed) for item in items])  # (B,)
     x = torch.stack([item["x"] for item in items]).to(device)  # (B, 3, H, W)
     params = op.draw(seeds, tuple(x.shape))
@@ -81,6 +81,8 @@ def severity_scores(encoder: nn.Module, op: Operator, dataset: Dataset, *, num_i
                     progress: bool = True) -> list[dict[str, Any]]:
     """σ̂² (paper eq. 2) of ``y = A(x) + n`` and of ``x + n`` with the same ``n``, per image in dataset order;
     each batch (B, 3, H, W) is measured with per-image seeds, so the values do not depend on ``batch_size``."""
+    from flashdiff.operators import Identity  # kornia: only once there is something to rank
+
     device = torch.device(device)
     encoder = encoder.to(device).eval()
     noise_only = Identity(noise_std=op.noise_std)  # A = I: x + noise_std * n, n from the same per-image seed

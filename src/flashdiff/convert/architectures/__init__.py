@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from diffusers import UNet2DModel, VQModel
-
-from flashdiff.diffusion.model import LatentDiffusion
+if TYPE_CHECKING:
+    from flashdiff.diffusion.model import LatentDiffusion
 
 HERE = Path(__file__).parent
 
@@ -29,6 +27,11 @@ def random_latent_diffusion(seed: int = 0) -> LatentDiffusion:
 
     Real shapes, memory and data flow (3×64×64 latents for 256² images) without any download.
     """
+    import torch
+    from diffusers import UNet2DModel, VQModel
+
+    from flashdiff.diffusion.model import LatentDiffusion
+
     torch.manual_seed(seed)
     vq = VQModel.from_config(architecture("vq_f4"))
     unet = UNet2DModel.from_config(architecture("ldm_unet_celebahq256"))
