@@ -52,6 +52,7 @@ bench:  ## the Flash-vs-baseline benchmark on a fixed toy subset (appends to ben
 toy-models:  ## retrain the bundled toy models from scratch into models/ (the 2x world of conf/dataset/toy.yaml)
 	$(PY) -m flashdiff.train train=autoencoder dataset.train_min_detail=0.03  # without the filter: 27.4-28.1 dB
 	$(PY) -m flashdiff.train train=latent_ddpm
+	$(PY) -m flashdiff.train train=latent_flow  # the toy rectified-flow prior (models/toy_flow)
 	$(PY) -m flashdiff.train train=pixel_ddpm  # pixel DPS's model (models/toy_pixel_ddpm)
 	$(PY) -m flashdiff.train train=severity_blur_bundled  # the bundled blur encoder's recipe (README)
 	$(PY) -m flashdiff.train train=severity_inpaint dataset.train_min_detail=0.03

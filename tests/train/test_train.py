@@ -82,3 +82,39 @@ def test_resume_from_a_checkpoint_of_another_model_names_the_folder_and_the_fix(
     wider = AutoencoderObjective(build_autoencoder({**TINY_AE, "block_out_channels": [16, 16]}, 32))  # same names
     with pytest.raises(ValueError, match="checkpoint of another model"):
         fit(wider, data, LoopSettings(steps=4, batch_size=8, resume=True), tmp_path)
+
+
+def test_latent_flow_trains_a_velocity_prior_that_loads_as_a_flow_model(tmp_path, tiny_ldm_dir):
+    from flashdiff.train.latent_ddpm import LatentFlowObjective
+
+    train_set, val_set = ToyImages("train", length=16), ToyImages("val")
+    ldm = LatentDiffusion.from_pretrained(tiny_ldm_dir, unet_subfolder=None)
+    settings = LoopSettings(steps=2, batch_size=4, warmup_steps=1, checkpoint_every=2)
+    train_latent_ddpm(TrainingJob(train_set, val_set, tmp_path / "f", tmp_path / "w"), ldm, arch=TINY_UNET,
+                      loop=settings, objective="flow", flow_shift=3.0)
+    flow = LatentDiffusion.from_pretrained(tmp_path / "f", autoencoder_path=tiny_ldm_dir,
+                                           scheduler_subfolder="scheduler")
+    assert flow.prediction_type == "flow" and flow.schedule.path == "flow"
+    assert flow.schedule.times[0] == pytest.approx(1000 * 3 * 1e-3 / (1 + 2e-3))  # the saved shift is read back
+    # the objective's target is the velocity ε - z0 of z_t = (1 - t) z0 + t ε at the time the network sees, 1000 t
+    seen = {}
+
+    class Zero(torch.nn.Module):  # records what the network is given and predicts 0
+        def forward(self, z_t, time):
+            seen.update(z_t=z_t, time=time)
+            return type("Out", (), {"sample": z_t * 0})()
+
+    objective = LatentFlowObjective(Zero(), ldm)
+    torch.manual_seed(0)
+    batch = {"x": torch.stack([train_set[k]["x"] for k in range(3)])}
+    loss = objective(batch)["loss"]
+    torch.manual_seed(0)
+    t = torch.rand(3)
+    assert torch.allclose(seen["time"], 1000 * t)
+    z0 = ldm.encode(batch["x"])
+    noise = torch.randn_like(z0)
+    assert torch.allclose(seen["z_t"], (1 - t.view(-1, 1, 1, 1)) * z0 + t.view(-1, 1, 1, 1) * noise, atol=1e-6)
+    assert loss.item() == pytest.approx(((noise - z0) ** 2).mean().item(), rel=1e-5)
+    with pytest.raises(ValueError, match="train.objective"):
+        train_latent_ddpm(TrainingJob(train_set, val_set, tmp_path / "g", tmp_path / "w2"), ldm, arch=TINY_UNET,
+                          loop=settings, objective="score")
