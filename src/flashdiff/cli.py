@@ -140,7 +140,8 @@ def _reconstruct(cfg: DictConfig, out: Path, dataset: Any, solver: Any, config: 
     device = process_device(resolve_device(cfg.device))
     op = instantiate(cfg.operator).to(device)
     memory = OmegaConf.to_container(cfg.memory, resolve=True) if "memory" in cfg else {}
-    model = instantiate(cfg.model).to(device).configure(**memory, compile=bool(cfg.get("compile", False)))
+    cache = {"cache_dir": str(out)} if "cache_dir" in cfg.model and cfg.model.cache_dir is None else {}
+    model = instantiate(cfg.model, **cache).to(device).configure(**memory, compile=bool(cfg.get("compile", False)))
     solver = solver if solver is not None else instantiate(cfg.solver).to(device).eval()
     adapter = instantiate(cfg.adapter).to(device).eval()
     if hasattr(solver, "check"):
@@ -190,7 +191,8 @@ def preflight(cfg: DictConfig) -> Any:
             folders = {"path": [s for s in subfolders.values() if s != ae], "autoencoder_path": [ae]}
         for field, needs in folders.items():
             try:
-                resolve_model_path(str(cfg.model[field]), needs, config_key=f"{key}.{field}")
+                resolve_model_path(str(cfg.model[field]), needs, config_key=f"{key}.{field}",
+                                   hub_id=cfg.model.get("hub_id") if field == "path" else None)
             except ModelNotFoundError as err:
                 problems.append(f"{key}={choice}: {err}")
     problems += _missing_folders(cfg)

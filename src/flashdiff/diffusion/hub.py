@@ -20,8 +20,12 @@ RECIPES = {  # folder name under paths.models_dir -> (the command that writes it
 CONFIGS = ("config.json", "scheduler_config.json")  # what save_pretrained writes for models and schedulers
 
 
-def how_to_get(folder: Path) -> str:
-    """The command that writes ``folder`` (by its name, see ``RECIPES``), or the generic ways to get a model."""
+def how_to_get(folder: Path, hub_id: str | None = None) -> str:
+    """The command that writes ``folder``: the download of ``hub_id`` (a text-to-image prior's snapshot, its preset's
+    ``model.hub_id``), the recipe of its name (``RECIPES``), or the generic ways to get a model."""
+    if hub_id:
+        return (f"download it with `hf download {hub_id} --local-dir {folder}` (gated models: accept the licence on "
+                f"the model's hub page and `hf auth login` first), then model.path={folder}")
     if folder.name in RECIPES:
         command, source = RECIPES[folder.name]
         return f"create it with `{command.format(folder=folder)}`{source}"
@@ -53,19 +57,22 @@ def check_configs(root: Path, subfolders: list[str], config_key: str) -> None:
                              f"{err.colno}); fix or replace it (save_pretrained writes it)") from err
 
 
-def resolve_model_path(path_or_id: str, subfolders: list[str], config_key: str = "model.path") -> Path:
+def resolve_model_path(path_or_id: str, subfolders: list[str], config_key: str = "model.path",
+                       hub_id: str | None = None) -> Path:
     """A local folder holding ``subfolders`` with readable configs, downloading a hub id first (fails at once when
-    offline)."""
+    offline); ``hub_id``: what a missing folder is downloaded from (named in the error)."""
     local = Path(path_or_id).expanduser()
     if local.exists():
         missing = _missing_subfolders(local, subfolders)
         if missing:
             raise ModelNotFoundError(f"{config_key}={path_or_id}: the folder lacks {missing} (each needs a config.json "
-                                     f"or scheduler_config.json as written by save_pretrained); {how_to_get(local)}")
+                                     "or scheduler_config.json as written by save_pretrained); "
+                                     f"{how_to_get(local, hub_id)}")
         check_configs(local, subfolders, config_key)
         return local
     if path_or_id.startswith((".", "/", "~")) or path_or_id.count("/") != 1:
-        raise ModelNotFoundError(f"{config_key}={path_or_id}: no such folder ({local.resolve()}); {how_to_get(local)}")
+        raise ModelNotFoundError(f"{config_key}={path_or_id}: no such folder ({local.resolve()}); "
+                                 f"{how_to_get(local, hub_id)}")
     from flashdiff.paths import MODELS_DIR
 
     if (MODELS_DIR / local.name).is_dir():  # a bundled toy model named relative to another working directory

@@ -75,6 +75,7 @@ class LatentDiffusion(nn.Module):
                              f"schedule, got a {self.schedule.path!r} one (model.prediction_type / the scheduler)")
         self.prediction_type = prediction_type
         self.checkpoint_decoder = False
+        self.image_size: int | None = None  # the image side the latent shape follows; None = the AE's sample_size
         self._decode_fn = None  # a compiled decoder, where ``configure(compile=True)`` made one
 
     def configure(self, *, checkpoint_decoder: bool = False, checkpoint_unet: bool = False,
@@ -106,11 +107,11 @@ class LatentDiffusion(nn.Module):
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
-        """(C, h, w) of one latent."""
+        """(C, h, w) of one latent, for images of side ``image_size`` (else the autoencoder's ``sample_size``)."""
         ae = self.autoencoder
         f = 2 ** (len(ae.config.block_out_channels) - 1)
-        c = ae.config.latent_channels
-        return c, ae.config.sample_size // f, ae.config.sample_size // f
+        size = self.image_size or ae.config.sample_size
+        return ae.config.latent_channels, size // f, size // f
 
     def encode(self, x: Tensor) -> Tensor:
         """``z0 = E0(x)``: (B, 3, H, W) in [0,1] -> (B, C, h, w); the KL posterior mean, or VQ's unquantised latent."""
@@ -136,7 +137,8 @@ class LatentDiffusion(nn.Module):
             raise RuntimeError("this LatentDiffusion has no score model (unet); load one with model.unet_subfolder")
         i = i.to(z_i.device)
         if self.prediction_type == "epsilon" and self.schedule.path == "vp":
-            return self.unet(z_i, i).sample
+            out = self.unet(z_i, i)
+            return getattr(out, "sample", out)
         a, b = self.schedule.coefficients(i)
         z_t = _bc((a**2 + b**2).sqrt(), z_i) * z_i
         t = self.schedule.model_time(i)

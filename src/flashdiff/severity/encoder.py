@@ -122,9 +122,10 @@ def head_factory(spec: dict[str, Any] | HeadFactory | None) -> HeadFactory:
 class SeverityEncoder(FolderSaved, nn.Module):
     """``y`` (B, 3, H, W) in [0,1] -> ``ẑ`` (B, C, h, w) in ``LatentDiffusion.encode`` units and ``σ̂²`` (B,).
 
-    ``ẑ = scale * quant_conv(encoder(2y - 1))`` (for AutoencoderKL the first half of the moments, the posterior
-    mean; for VQModel the unquantised latent); ``σ̂² = head(ẑ, …)``. ``head`` is a ``SigmaHead`` or what builds one
-    from ``HeadInputs`` (a class, a ``functools.partial``, a saved head config); None = the paper's ``ConvHead``.
+    ``ẑ = scale * (quant_conv(encoder(2y - 1)) - shift)`` (shift: SD3 / Flux, else 0; for AutoencoderKL the first
+    half of the moments, the posterior mean; for VQModel the unquantised latent); ``σ̂² = head(ẑ, …)``. ``head`` is a
+    ``SigmaHead`` or what builds one from ``HeadInputs`` (a class, a ``functools.partial``, a saved head config);
+    None = the paper's ``ConvHead``.
     """
 
     def __init__(self, encoder: nn.Module, quant_conv: nn.Module | None,
@@ -139,6 +140,7 @@ class SeverityEncoder(FolderSaved, nn.Module):
         self.autoencoder_class = autoencoder_class
         self.autoencoder_config = dict(autoencoder_config)
         self.scale_factor = float(scale_factor)
+        self.shift_factor = float(self.autoencoder_config.get("shift_factor") or 0.0)  # SD3 / Flux autoencoders
         self.latent_channels = latent_channels(autoencoder_class, autoencoder_config)
         inputs = HeadInputs(self.latent_channels, encoder.conv_out.in_channels, encoder.conv_in.out_channels)
         self.head = head if isinstance(head, SigmaHead) else head_factory(head)(inputs)
@@ -166,6 +168,7 @@ class SeverityEncoder(FolderSaved, nn.Module):
             raise TypeError(f"severity encoder needs model.autoencoder of class {sorted(AUTOENCODERS)}, got {name}")
         config = {k: v for k, v in dict(ae.config).items() if not k.startswith("_")}
         config["scaling_factor"] = ldm.scale_factor  # informative only: ``scale_factor`` is what is applied
+        config["shift_factor"] = ldm.shift_factor or None  # SD3 / Flux: ẑ = scale (E(y) - shift), as encode
         model = cls(copy.deepcopy(ae.encoder), copy.deepcopy(ae.quant_conv), head, autoencoder_class=name,
                     autoencoder_config=config, scale_factor=ldm.scale_factor)
         return model.requires_grad_(True).train()
@@ -173,7 +176,7 @@ class SeverityEncoder(FolderSaved, nn.Module):
     def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """``Ê(y) = (ẑ, σ̂²)`` (paper eq. 2): (B, 3, H, W) in [0,1] -> (B, C, h, w), (B,)."""
         moments = self.quant_conv(self.encoder(2.0 * y - 1.0))
-        z_hat = moments[:, : self.latent_channels] * self.scale_factor  # KL: posterior mean; VQ: unquantised
+        z_hat = (moments[:, : self.latent_channels] - self.shift_factor) * self.scale_factor  # KL: posterior mean
         taps, self._taps = self._taps, {}
         return z_hat, self.head(z_hat, **taps)
 
@@ -186,11 +189,13 @@ class SeverityEncoder(FolderSaved, nn.Module):
         """Raise ValueError if ``ldm``'s latents are not in this encoder's units (class, channels, scale factor)."""
         name = type(ldm.autoencoder).__name__
         channels = latent_channels(name, dict(ldm.autoencoder.config)) if name in AUTOENCODERS else None
-        if (name, channels) != (self.autoencoder_class, self.latent_channels) or not torch.isclose(
-                torch.tensor(ldm.scale_factor), torch.tensor(self.scale_factor)):
+        if (name, channels) != (self.autoencoder_class, self.latent_channels) or not torch.allclose(
+                torch.tensor([ldm.scale_factor, getattr(ldm, "shift_factor", 0.0)]),
+                torch.tensor([self.scale_factor, self.shift_factor])):
             raise ValueError(f"severity encoder was built for {self.autoencoder_class} with {self.latent_channels} "
-                             f"latent channels at scale {self.scale_factor:.6g}; the model has {name} with {channels} "
-                             f"at scale {ldm.scale_factor:.6g}: train the encoder from this model")
+                             f"latent channels at scale {self.scale_factor:.6g} (shift {self.shift_factor:.6g}); the "
+                             f"model has {name} with {channels} at scale {ldm.scale_factor:.6g} (shift "
+                             f"{getattr(ldm, 'shift_factor', 0.0):.6g}): train the encoder from this model")
 
     def config(self) -> dict[str, Any]:
         """The json-serialisable description that ``from_pretrained`` rebuilds the architecture from."""

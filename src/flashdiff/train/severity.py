@@ -60,7 +60,8 @@ class SeverityObjective(nn.Module):
     def __init__(self, encoder: SeverityEncoder, ldm: LatentDiffusion, op: Operator, loss: LossWeights) -> None:
         super().__init__()
         self.encoder = encoder
-        self.ldm = LatentDiffusion(ldm.autoencoder, None, ldm.scale_factor).requires_grad_(False).eval()
+        self.ldm = LatentDiffusion(ldm.autoencoder, None, ldm.scale_factor, shift_factor=ldm.shift_factor)
+        self.ldm.requires_grad_(False).eval()
         self.op = op
         self.loss = loss  # lambda_sigma a number (LossWeights.resolve)
 
