@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from flashdiff.counters import COUNTERS
 from flashdiff.errors import RecordError
-from flashdiff.types import COUNTERS
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Protocol, TypedDict, runtime_checkable
 import torch
 from torch import Tensor
 
+from flashdiff.counters import COUNTERS as COUNTERS  # re-exported: the engine's contract names them
+
 if TYPE_CHECKING:
     from flashdiff.diffusion.schedule import Schedule
 
@@ -20,8 +22,6 @@ Counts = dict[str, Tensor]
 """Per-sample work tallies (A,) int64 on the CPU keyed by ``COUNTERS``; whoever does the work adds at its rows. Host
 bookkeeping: a count is a fact the host knows (one forward per row), never read back from the device."""
 
-COUNTERS = ("score_forwards", "backward_passes", "decoder_calls", "encoder_calls", "inner_iterations")
-"""What a reverse step costs, counted per sample besides NFE (METHOD.md §4)."""
 
 
 class Sample(TypedDict):

@@ -1,8 +1,16 @@
-"""Latent-diffusion plumbing: the model wrapper, the LDM schedule and pure step helpers."""
+"""Latent-diffusion plumbing: the model wrapper, the LDM schedule and pure step helpers. Names load on first use, so
+a solver's config check (``flashdiff.diffusion.sampling``) does not import diffusers."""
 
-from flashdiff.diffusion.hub import ModelNotFoundError, resolve_model_path
-from flashdiff.diffusion.model import LatentDiffusion, PixelDiffusion
-from flashdiff.diffusion.schedule import Schedule, ldm_scheduler, pixel_scheduler
+from importlib import import_module
+from typing import Any
 
-__all__ = ["LatentDiffusion", "ModelNotFoundError", "PixelDiffusion", "Schedule", "ldm_scheduler", "pixel_scheduler",
-           "resolve_model_path"]
+_HOMES = {"ModelNotFoundError": "hub", "resolve_model_path": "hub", "LatentDiffusion": "model",
+          "PixelDiffusion": "model", "Schedule": "schedule", "ldm_scheduler": "schedule", "pixel_scheduler": "schedule"}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'flashdiff.diffusion' has no attribute {name!r}")
+    return getattr(import_module(f"flashdiff.diffusion.{_HOMES[name]}"), name)

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from diffusers import DDPMScheduler
 from torch import Tensor
 
 from flashdiff.devices import to_device
+
+if TYPE_CHECKING:  # diffusers is imported where a scheduler is built: the solvers' config checks stay light
+    from diffusers import DDPMScheduler
 
 LDM_BETA_START = 0.0015
 LDM_BETA_END = 0.0195
@@ -23,6 +25,8 @@ LDM_NUM_STEPS = 1000
 def ldm_scheduler(num_train_timesteps: int = LDM_NUM_STEPS, beta_start: float = LDM_BETA_START,
                   beta_end: float = LDM_BETA_END) -> DDPMScheduler:
     """The diffusers scheduler of the LDMs (METHOD.md §1: "scaled_linear" 0.0015 -> 0.0195, 1000 steps)."""
+    from diffusers import DDPMScheduler
+
     return DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
                          beta_schedule="scaled_linear", variance_type="fixed_small", clip_sample=False,
                          prediction_type="epsilon")
@@ -30,6 +34,8 @@ def ldm_scheduler(num_train_timesteps: int = LDM_NUM_STEPS, beta_start: float = 
 
 def pixel_scheduler(num_train_timesteps: int = 1000) -> DDPMScheduler:
     """The pixel DDPM schedule of Ho et al. (linear β 1e-4 → 0.02), as google/ddpm-* models use."""
+    from diffusers import DDPMScheduler
+
     return DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_start=1e-4, beta_end=0.02,
                          beta_schedule="linear")
 
@@ -188,7 +194,7 @@ def load_schedule(folder: Path) -> tuple[Schedule, str]:
     DDPM, DDIM, PNDM, Euler, ... read for their betas; ``FlowMatchEulerDiscreteScheduler``: rectified flow)."""
     import json
 
-    from diffusers import FlowMatchEulerDiscreteScheduler
+    from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
     config = json.loads((folder / "scheduler_config.json").read_text())
     if config.get("_class_name", "").startswith("FlowMatch"):
