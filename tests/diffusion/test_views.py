@@ -77,3 +77,13 @@ def test_a_flow_schedule_from_diffusers_config():
     assert t[-1] < 1 and s.alphas_cumprod[-1] > 0  # the top is clipped: Tweedie stays finite
     grid = s.grid(28)
     assert grid[0] == 999 and grid[-1] == 0 and torch.all(grid[:-1] > grid[1:])
+
+
+def test_flow_shift_resamples_a_flow_prior_and_is_refused_on_vp():
+    flow = LatentDiffusion.from_pretrained(model_dir("toy_flow"), autoencoder_path=model_dir("toy_ldm"),
+                                           scheduler_subfolder="scheduler", flow_shift=3.0)
+    want = Schedule.flow(1000, shift=3.0)
+    assert torch.equal(flow.schedule.times, want.times) and torch.equal(flow.schedule.grid(50), want.grid(50))
+    assert flow.schedule.snr()[500] < 1 < Schedule.flow(1000).snr()[498]  # shift 3 moves the grid's middle to noise
+    with pytest.raises(ValueError, match="model.flow_shift=3.0 applies to a flow prior"):
+        LatentDiffusion.from_pretrained(model_dir("toy_ldm"), flow_shift=3.0)

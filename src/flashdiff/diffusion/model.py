@@ -150,14 +150,16 @@ class LatentDiffusion(nn.Module):
                         unet_subfolder: str | None = "unet", scale_factor: float | None = None,
                         autoencoder_class: str | None = None,
                         scheduler_subfolder: str | None = None,
-                        autoencoder_path: str | Path | None = None) -> LatentDiffusion:
+                        autoencoder_path: str | Path | None = None,
+                        flow_shift: float | None = None) -> LatentDiffusion:
         """Load any folder (or hub id) written by ``save_pretrained``: ``<path>/<autoencoder_subfolder>`` (+ unet).
 
         ``scale_factor=None`` reads ``scaling_factor`` from the autoencoder's own config.json and refuses to fall
         back on diffusers' default; ``shift_factor`` is read there too (0 where absent). With
         ``scheduler_subfolder`` the path, grid rule and prediction type come from that scheduler config
         (``load_schedule``); without, the paper's LDM schedule and an ε-predictor. ``autoencoder_path`` loads the
-        autoencoder from another folder (a prior trained on another model's latents: ``model=toy_flow``).
+        autoencoder from another folder (a prior trained on another model's latents: ``model=toy_flow``);
+        ``flow_shift`` samples a flow prior on another shift than its scheduler's (``Schedule.flow``).
         """
         from flashdiff.diffusion.hub import resolve_model_path
 
@@ -181,6 +183,10 @@ class LatentDiffusion(nn.Module):
         unet = UNet2DModel.from_pretrained(root / unet_subfolder) if unet_subfolder else None
         schedule, prediction = (load_schedule(root / scheduler_subfolder) if scheduler_subfolder
                                 else (Schedule.ldm(), "epsilon"))
+        if flow_shift is not None:
+            if schedule.path != "flow":
+                raise ValueError(f"model.flow_shift={flow_shift} applies to a flow prior; this one is {schedule.path}")
+            schedule = Schedule.flow(schedule.num_steps, shift=float(flow_shift))
         model = cls(autoencoder, unet, scale_factor, schedule, prediction_type=prediction,
                     shift_factor=ae_config.get("shift_factor") or 0.0)
         model.requires_grad_(False).eval()
