@@ -44,8 +44,9 @@ def _operator(name):
     return instantiate(OmegaConf.load(ROOT / "conf" / "operator" / f"{name}.yaml"))
 
 
-def _measured(op, n=len(NFE)):
+def _measured(op, n=None):
     """Measurements (n, 3, 32, 32) and parameters on the device, drawn on the CPU as ``reconstruct`` draws them."""
+    n = len(NFE) if n is None else n
     items = [{"x": torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(k)), "index": k, "id": f"i{k}",
               "seed": k} for k in range(n)]
     m = measure_chunk(items, op, 0, DRY)

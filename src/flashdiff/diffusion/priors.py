@@ -60,8 +60,8 @@ class TextConditioned(nn.Module):
         return (out_u + self.cfg_scale * (out_c - out_u)).to(z_t.dtype)  # classifier-free guidance
 
     def call(self, z: Tensor, time: Tensor, cond: dict[str, Tensor]) -> Tensor:
-        """One network call on (N, C, h, w) at times (N,) with conditioning rows (N, ...)."""
-        raise NotImplementedError
+        """One network call on (N, C, h, w) at times (N,) with conditioning rows (N, ...); each family defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define call(z, time, cond): the family's network call")
 
     def enable_gradient_checkpointing(self) -> None:
         self.net.enable_gradient_checkpointing()

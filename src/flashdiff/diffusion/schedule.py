@@ -111,9 +111,7 @@ class Schedule:
         """Rectified flow ``z_t = (1 - t) z0 + t ε`` on given increasing times ``t`` (T,) in (0, 1]: ``abar =
         (1 - t)² / ((1 - t)² + t²)``; times clipped to ``FLOW_T_MAX``."""
         t = t.to(torch.float64).clamp(max=FLOW_T_MAX)
-        abar = (1.0 - t) ** 2 / ((1.0 - t) ** 2 + t**2)
-        prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
-        return cls(betas=1.0 - abar / prev, alphas_cumprod=abar, path="flow", times=1000.0 * t, **kwargs)
+        return cls.from_abar((1.0 - t) ** 2 / ((1.0 - t) ** 2 + t**2), path="flow", times=1000.0 * t, **kwargs)
 
     @classmethod
     def ldm(cls) -> Schedule:

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from flashdiff.diffusion.model import LatentDiffusion
 from flashdiff.diffusion.schedule import Schedule, _bc
+from flashdiff.diffusion.steps import tweedie_z0
 
 
 class _View(nn.Module):
@@ -24,8 +25,7 @@ class _View(nn.Module):
     def _eps_z0(self, z: Tensor, i: Tensor) -> tuple[Tensor, Tensor]:
         """ε_θ(z, i) and its Tweedie ẑ0 on the ε-network's own VP path."""
         eps = self.unet(z, i).sample
-        abar = self.schedule.abar(i)
-        return eps, (z - _bc((1.0 - abar).sqrt(), z) * eps) / _bc(abar.sqrt(), z)
+        return eps, tweedie_z0(self.schedule, z, eps, i)
 
 
 class AsVPrediction(_View):

@@ -31,14 +31,9 @@ class LatentDDPMObjective(nn.Module):
         return {"loss": loss}
 
 
-class LatentFlowObjective(nn.Module):
+class LatentFlowObjective(LatentDDPMObjective):
     """``model(batch)`` -> ``||(ε - z0) - u_theta((1 - t) z0 + t ε, 1000 t)||^2`` with t ~ U(0, 1) (rectified flow,
     Liu et al. 2023; the network's time input is diffusers' flow convention ``1000 t``)."""
-
-    def __init__(self, unet: UNet2DModel, ldm: LatentDiffusion) -> None:
-        super().__init__()
-        self.unet = unet
-        self.ldm = ldm.requires_grad_(False).eval()  # frozen E0
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         with torch.no_grad():
