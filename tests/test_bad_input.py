@@ -1,14 +1,13 @@
 """Bad input, as a newcomer supplies it: every mistake ends in one line that names what to change (exit code 2, no
 traceback), records cannot be mixed between configs or misread, and failed images are counted, never averaged.
 
-Config mistakes are checked in-process through the same function the CLI calls (``flashdiff.validate``); a few of
-each class also go through the real command line."""
+Config mistakes are checked through the same function the CLI calls (``flashdiff.validate``); a few of each class
+also go through the command line as a user types it (``tests.command``: Hydra's parsing, the entry's exit code and
+output, in this process)."""
 
 import json
 import math
 import shutil
-import subprocess
-import sys
 
 import pytest
 from hydra.utils import instantiate
@@ -22,9 +21,8 @@ from flashdiff.metrics import MetricSettings
 from flashdiff.records import SAMPLE_COLUMNS, append_samples, read_samples, read_summary
 from flashdiff.types import COUNTERS
 from flashdiff.validate import check_config
+from tests.command import command
 from tests.test_config import _compose
-
-ENV_CLI = {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
 # (overrides, a fragment the one-line error must contain)
 CONFIG_CASES = [
@@ -98,11 +96,8 @@ def test_all_problems_of_a_config_are_reported_at_once(tmp_path):
 
 
 def cli(*args, module="flashdiff", cwd=None):
-    """A command as a user runs it; returns (exit code, stdout + stderr)."""
-    import os
-
-    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, **ENV_CLI}, timeout=600)
+    """A command as a user types it (run in this process: ``tests.command``); returns (exit code, stdout + stderr)."""
+    proc = command(*args, module=module, cwd=cwd)
     return proc.returncode, proc.stdout + proc.stderr
 
 

@@ -14,6 +14,7 @@ import torch
 from flashdiff.distributed import fold_shards, process_device, rank_and_world, shard_file, share
 from flashdiff.errors import RecordError
 from flashdiff.records import SAMPLE_COLUMNS, append_samples, read_samples, run_lock
+from tests.command import command
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
@@ -83,9 +84,8 @@ def test_one_writer_per_run_folder_and_rank(tmp_path):
 def test_a_second_run_into_a_busy_folder_stops_before_writing(tmp_path, tiny_ldm_dir):
     out = tmp_path / "run"
     with run_lock(out):  # a run in progress there
-        proc = subprocess.run([sys.executable, "-m", "flashdiff", f"model.path={tiny_ldm_dir}", f"hydra.run.dir={out}",
-                               "num_images=2", "adapter=none", "solver=ddim", "solver.num_steps=2", "logger=offline"],
-                              capture_output=True, text=True, env=ENV, timeout=600)
+        proc = command(f"model.path={tiny_ldm_dir}", f"hydra.run.dir={out}", "num_images=2", "adapter=none",
+                       "solver=ddim", "solver.num_steps=2", "logger=offline", env={"WANDB_MODE": "offline"})
     assert proc.returncode != 0 and "another flashdiff run is writing into" in proc.stdout + proc.stderr
     assert not (out / "samples.csv").exists() and not (out / "summary.json").exists()
     assert not (out / "wandb").exists()  # refused before the logger starts
@@ -95,7 +95,7 @@ def test_two_processes_write_the_rows_of_one(tmp_path, tiny_ldm_dir, tiny_encode
     """accelerate launch with 2 CPU processes: 3 images (uneven), Flash(Latent-DPS), one shared run folder."""
     args = ["num_images=3", "batch_size=1", "adapter=flash", "solver=latent_dps", "solver.num_steps=3",
             "solver.delta=1.0", "solver.eta=0.5", f"model.path={tiny_ldm_dir}", f"severity_encoder={tiny_encoder_dir}"]
-    _run([sys.executable, "-m", "flashdiff", *args, f"hydra.run.dir={tmp_path / 'one'}"], tmp_path)
+    command(*args, f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path, check=True)  # one process: this one
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
               "--main_process_port", str(_free_port()), "-m", "flashdiff"]
@@ -147,7 +147,7 @@ def test_two_processes_starting_together_claim_the_folder_once(tmp_path, tiny_ld
     out = tmp_path / "run"
     common = ["num_images=2", "adapter=none", "solver=ddim", "solver.num_steps=2", f"model.path={tiny_ldm_dir}",
               f"hydra.run.dir={out}", "logger=disabled"]
-    _run([sys.executable, "-m", "flashdiff", *common, "seed=100"], tmp_path)
+    command(*common, "seed=100", cwd=tmp_path, check=True)
     for seed in range(trials):
         _launch_two([*common, f"seed={seed}", "overwrite=true"], tmp_path)
         assert json.loads((out / "summary.json").read_text())["config"]["seed"] == seed

@@ -39,12 +39,15 @@ def test_the_wheel_carries_configs_and_models_and_runs_from_another_directory(tm
                  "models/toy_ldm/unet/config.json", "models/toy_severity_blur/model.safetensors"):
         assert f"flashdiff/_bundled/{name}" in names, name
     assert not any("/results/" in n for n in names)  # result records stay in the repository
-    where = _run("import flashdiff, flashdiff.paths as p; print(flashdiff.__file__); print(p.ROOT)", target, tmp_path)
-    assert where.splitlines()[0].startswith(str(target)) and where.splitlines()[1].endswith("_bundled")
-    _run(["-m", "flashdiff", "num_images=2", "logger=disabled", f"hydra.run.dir={tmp_path / 'run'}"], target, tmp_path)
+    # one interpreter (its imports are most of the cost): where the package and its data are, the Python API with
+    # a bundled model by name, then the main job on 2 images as `python -m flashdiff` runs it (runpy)
+    run = ["flashdiff", "num_images=2", "logger=disabled", f"hydra.run.dir={tmp_path / 'run'}"]
+    probe = ("import runpy, sys\nimport flashdiff, flashdiff.paths as p\nprint(flashdiff.__file__)\nprint(p.ROOT)\n"
+             "from flashdiff.diffusion import LatentDiffusion\nfrom flashdiff.toy import model_dir\n"
+             "print(LatentDiffusion.from_pretrained(model_dir('toy_ldm')).latent_shape, flush=True)\n"
+             f"sys.argv = {run!r}\nrunpy.run_module('flashdiff', run_name='__main__', alter_sys=True)")
+    where = _run(probe, target, tmp_path).splitlines()
+    assert where[0].startswith(str(target)) and where[1].endswith("_bundled") and where[2] == "(4, 16, 16)"
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["n_scored"] == 2 and summary["nfe_mean"] >= 1
-    out = _run("from flashdiff.diffusion import LatentDiffusion\nfrom flashdiff.toy import model_dir\n"
-               "print(LatentDiffusion.from_pretrained(model_dir('toy_ldm')).latent_shape)", target, tmp_path)
-    assert out.strip() == "(4, 16, 16)"
     assert "train=" in _run(["-m", "flashdiff.train", "--help"], target, tmp_path)

@@ -2,9 +2,6 @@
 activation checkpointing changes nothing but memory; torch.compile agrees with eager; runs report peak memory."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,6 +11,7 @@ from flashdiff.operators import GaussianBlur
 from flashdiff.precision import autocast, peak_memory, resolve_precision
 from flashdiff.severity import Baseline
 from flashdiff.solvers.latent_dps import latent_dps
+from tests.command import command
 from tests.conftest import build_tiny_ldm
 
 
@@ -109,11 +107,9 @@ def test_compiled_models_agree_with_eager_on_the_toy_models():
 
 def test_the_command_line_keys_reach_the_model_and_the_summary(tmp_path, tiny_ldm_dir):
     out = tmp_path / "run"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "flashdiff", f"model.path={tiny_ldm_dir}", f"hydra.run.dir={out}",
-                           "adapter=none", "solver.num_steps=3", "solver.delta=1", "num_images=2", "logger=disabled",
-                           "memory.checkpoint_unet=true", "memory.checkpoint_decoder=true", "precision=bf16"],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = command(f"model.path={tiny_ldm_dir}", f"hydra.run.dir={out}", "adapter=none", "solver.num_steps=3",
+                   "solver.delta=1", "num_images=2", "logger=disabled", "memory.checkpoint_unet=true",
+                   "memory.checkpoint_decoder=true", "precision=bf16")
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["peak_memory_gib"] > 0.1 and summary["peak_memory_kind"] == "peak RSS of the process"

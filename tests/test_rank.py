@@ -4,9 +4,6 @@ sheet, the command and its one-line errors."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,9 +15,9 @@ from flashdiff.operators import GaussianBlur, image_noise_seed
 from flashdiff.rank import COLUMNS, rank_dataset, read_ranking, severity_scores
 from flashdiff.report.contact_sheet import HEADING_PX, LABEL_PX
 from flashdiff.severity import SeverityEncoder
+from tests.command import command
 from tests.conftest import ROOT
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
 SEED = 3  # a run seed other than 0, so that the mixing of image and run seeds is exercised
 
 
@@ -100,8 +97,7 @@ def test_bundled_encoder_ranks_by_blur(tmp_path, toy):
 
 
 def run_rank(tmp_path, *args):
-    return subprocess.run([sys.executable, "-m", "flashdiff.rank", f"hydra.run.dir={tmp_path / 'run'}", *args],
-                          capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+    return command(f"hydra.run.dir={tmp_path / 'run'}", *args, module="flashdiff.rank", cwd=tmp_path)
 
 
 def test_command_writes_the_three_files(tmp_path, tiny_encoder_dir):

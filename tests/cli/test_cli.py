@@ -1,4 +1,5 @@
-"""The real command line, run as a user runs it (subprocess, from another working directory)."""
+"""The command line as a user types it, from another working directory: in this process (``tests.command``), and once
+as a separate process (``python -m flashdiff`` in a subprocess, the smoke run)."""
 
 import csv
 import json
@@ -8,13 +9,20 @@ import sys
 
 import pytest
 
+from tests.command import command
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
 
 
-def run_cli(*args, module="flashdiff", cwd=None, check=True):
-    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=ENV, cwd=cwd,
+def run_cli(*args, module="flashdiff", cwd=None, check=True, env=None):
+    return command(*args, module=module, cwd=cwd, check=check, env=env)
+
+
+def run_process(*args, cwd=None):
+    """``python -m flashdiff <args>`` in a fresh interpreter."""
+    proc = subprocess.run([sys.executable, "-m", "flashdiff", *args], capture_output=True, text=True, env=ENV, cwd=cwd,
                           timeout=600)
-    if check and proc.returncode != 0:
+    if proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
 
@@ -53,7 +61,8 @@ def _rows(path):
 def test_reconstruction_run_writes_the_record_contract_and_resumes(tmp_path, tiny_ldm_dir):
     out = tmp_path / "run"
     common = [f"model.path={tiny_ldm_dir}", f"hydra.run.dir={out}", "batch_size=3", "logger=offline"]
-    run_cli("num_images=4", "adapter=none", "solver=ddim", "solver.num_steps=4", *common, cwd=tmp_path)
+    run_cli("num_images=4", "adapter=none", "solver=ddim", "solver.num_steps=4", *common, cwd=tmp_path,
+            env={"WANDB_MODE": "offline"})
     rows = _rows(out / "samples.csv")
     columns = list(rows[0])  # the original columns keep their order; the solver's costs follow
     assert columns[:10] == ["index", "image_id", "severity", "sigma2_hat", "t_start", "nfe", "psnr", "ssim", "lpips",
@@ -78,7 +87,8 @@ def test_reconstruction_run_writes_the_record_contract_and_resumes(tmp_path, tin
     assert list((out / "wandb").glob("offline-run-*"))
     # resume: a rerun with more images keeps the finished rows byte for byte and adds only the new ones
     before = (out / "samples.csv").read_text()
-    log = run_cli("num_images=6", "adapter=none", "solver=ddim", "solver.num_steps=4", *common, cwd=tmp_path)
+    log = run_cli("num_images=6", "adapter=none", "solver=ddim", "solver.num_steps=4", *common, cwd=tmp_path,
+                  env={"WANDB_MODE": "offline"})
     assert "4 of 6 images already done" in log.stdout + log.stderr
     after = (out / "samples.csv").read_text()
     assert after.startswith(before.rstrip("\n").rsplit("\n", 1)[0]) and len(_rows(out / "samples.csv")) == 6
@@ -86,9 +96,9 @@ def test_reconstruction_run_writes_the_record_contract_and_resumes(tmp_path, tin
 
 def test_flash_latent_dps_smoke_run(tmp_path, tiny_ldm_dir, tiny_encoder_dir):
     out = tmp_path / "run"
-    run_cli("num_images=4", "batch_size=4", "adapter=flash", "adapter.c=1.2", "solver=latent_dps",
-            "solver.num_steps=10", "solver.delta=1.0", "solver.eta=0.5", f"model.path={tiny_ldm_dir}",
-            f"severity_encoder={tiny_encoder_dir}", f"hydra.run.dir={out}", "logger=offline", cwd=tmp_path)
+    run_process("num_images=4", "batch_size=4", "adapter=flash", "adapter.c=1.2", "solver=latent_dps",
+                "solver.num_steps=10", "solver.delta=1.0", "solver.eta=0.5", f"model.path={tiny_ldm_dir}",
+                f"severity_encoder={tiny_encoder_dir}", f"hydra.run.dir={out}", "logger=offline", cwd=tmp_path)
     rows = _rows(out / "samples.csv")
     assert len(rows) == 4 and all(float(r["sigma2_hat"]) >= 0 for r in rows)
     grid = [901 - 100 * k for k in range(10)]  # the DDIM-10 grid, descending

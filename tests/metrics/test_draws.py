@@ -2,9 +2,6 @@
 is the plain run), one row per draw; the summary keeps the oracle apart and measures std against error."""
 
 import json
-import os
-import subprocess
-import sys
 
 import torch
 
@@ -13,6 +10,7 @@ from flashdiff.operators import GaussianBlur
 from flashdiff.records import read_samples
 from flashdiff.severity import Baseline
 from flashdiff.solvers.latent_dps import latent_dps
+from tests.command import command
 from tests.conftest import AnalyticLDM
 
 
@@ -41,11 +39,8 @@ def test_draws_are_independent_reproducible_and_draw_zero_is_the_plain_run():
 
 def test_the_command_line_writes_a_row_per_draw_the_oracle_apart_and_the_uncertainty(tmp_path, tiny_ldm_dir):
     out = tmp_path / "run"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "flashdiff", f"model.path={tiny_ldm_dir}", f"hydra.run.dir={out}",
-                           "adapter=none", "solver.num_steps=3", "solver.delta=1", "num_images=3",
-                           "samples_per_image=3", "logger=disabled"], capture_output=True, text=True, env=env,
-                          timeout=600)
+    proc = command(f"model.path={tiny_ldm_dir}", f"hydra.run.dir={out}", "adapter=none", "solver.num_steps=3",
+                   "solver.delta=1", "num_images=3", "samples_per_image=3", "logger=disabled")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = read_samples(out / "samples.csv")
     assert sorted((r["index"], r["draw"]) for r in rows) == [(str(k), str(d)) for k in range(3) for d in range(3)]

@@ -1,4 +1,4 @@
-"""The families through the command line, on their tiny snapshots (slow: a run costs a process start): a Flash run of
+"""The families through the command line (in this process: ``tests.command``), on their tiny snapshots: a Flash run of
 Flux dev with the prompt cached in the run folder, and per family a severity encoder trained with
 `python -m flashdiff.train train=severity_blur model=<family>`, then a Flash run with it."""
 
@@ -15,7 +15,6 @@ COMMON = [f"model.image_size={IMAGE_SIZE}", "num_images=2", "batch_size=2", "log
           "metrics.fid=false"]
 
 
-@pytest.mark.slow
 def test_flux_dev_runs_flash_through_the_command_line(snapshot, tmp_path):
     encoder = tmp_path / "encoder"
     SeverityEncoder.from_latent_diffusion(load(snapshot, "flux_dev")).save_pretrained(encoder)
@@ -28,7 +27,6 @@ def test_flux_dev_runs_flash_through_the_command_line(snapshot, tmp_path):
     assert len(list((out / "conditioning").glob("flux-*.safetensors"))) == 1  # the prompt's embeddings, kept
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_family_trains_its_severity_encoder_and_runs_flash_through_the_command_line(snapshot, family, tmp_path):
     model = [f"model={family}", f"model.path={snapshot(family)}", f"model.image_size={IMAGE_SIZE}"]

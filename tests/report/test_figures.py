@@ -1,10 +1,9 @@
 """The report from synthetic run folders: every figure is drawn when its inputs exist, skipped with a reason if not."""
 
-import subprocess
-import sys
 
 from flashdiff.metrics.severity_study import write_study
 from flashdiff.report import build_report, collect
+from tests.command import command
 from tests.report.fake_runs import make_run
 
 
@@ -89,7 +88,6 @@ def test_collect_finds_runs_and_studies_and_the_cli_prints_the_folder(tmp_path):
     _study(tmp_path / "s")
     runs, studies = collect([tmp_path / "m", tmp_path / "s"])
     assert len(runs) == 1 and len(studies) == 1
-    proc = subprocess.run([sys.executable, "-m", "flashdiff.report", str(tmp_path / "m"), str(tmp_path / "s"),
-                           "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=300)
+    proc = command(tmp_path / "m", tmp_path / "s", "--out", tmp_path / "r", module="flashdiff.report")
     assert proc.returncode == 0, proc.stderr
     assert f"report written to {tmp_path / 'r'}" in proc.stdout and (tmp_path / "r" / "table1.csv").exists()

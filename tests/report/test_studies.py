@@ -1,8 +1,6 @@
 """The study experiments compose as multiruns, and the severity study writes σ̂² rows the report reads back."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -13,6 +11,7 @@ from flashdiff.data import ToyImages
 from flashdiff.metrics.severity_study import ordering_by_noise, read_study, severity_grid, severity_study, write_study
 from flashdiff.operators import GaussianBlur
 from flashdiff.severity import SeverityEncoder
+from tests.command import command
 from tests.conftest import ROOT
 
 STUDIES = {  # experiment -> the sweep it declares
@@ -74,10 +73,9 @@ def test_severity_study_rows_and_ordering(tmp_path, tiny_encoder_dir):
 
 def test_severity_study_command(tmp_path, tiny_encoder_dir):
     out = tmp_path / "study"
-    proc = subprocess.run([sys.executable, "-m", "flashdiff.severity_study", "+experiment=toy_study_ordering",
-                           "study.num_images=2", "study.n_levels=3", "study.noise_seeds=1",
-                           "study.noise_levels=[0.05,0.2]", f"severity_encoder={tiny_encoder_dir}",
-                           f"hydra.run.dir={out}"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = command("+experiment=toy_study_ordering", "study.num_images=2", "study.n_levels=3", "study.noise_seeds=1",
+                   "study.noise_levels=[0.05,0.2]", f"severity_encoder={tiny_encoder_dir}", f"hydra.run.dir={out}",
+                   module="flashdiff.severity_study", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(read_study(out / "severity_study.csv")) == 2 * 3 * 2
     info = json.loads((out / "study.json").read_text())

@@ -2,18 +2,14 @@
 missing, the joblib launcher runs points in parallel processes, and select names the best point."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+from tests.command import command
 
 
 def _flashdiff(*args, cwd, module="flashdiff"):
-    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=ENV, cwd=cwd,
-                          timeout=900)
+    proc = command(*args, module=module, cwd=cwd)
     if proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc.stdout + proc.stderr

@@ -8,6 +8,7 @@ runs offline on the project's own network and is named apart because it is not F
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,12 +70,15 @@ def folder_features(folder: str | Path, features: nn.Module, device: torch.devic
 def frechet(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (N, d) and (M, d)."""
     from cleanfid import fid as cleanfid
+    from scipy.linalg import LinAlgWarning
 
     if len(feats_a) < 2 or len(feats_b) < 2:
         raise ValueError(f"a Fréchet distance needs at least 2 samples per set, got {len(feats_a)}, {len(feats_b)}")
     mu_a, mu_b = feats_a.mean(0), feats_b.mean(0)
     cov_a, cov_b = np.cov(feats_a, rowvar=False), np.cov(feats_b, rowvar=False)
-    return float(cleanfid.frechet_distance(mu_a, cov_a, mu_b, cov_b))
+    with warnings.catch_warnings():  # fewer samples than dimensions: singular covariances, which clean-fid handles
+        warnings.filterwarnings("ignore", message="Matrix is singular", category=LinAlgWarning)
+        return float(cleanfid.frechet_distance(mu_a, cov_a, mu_b, cov_b))
 
 
 def fd_toy(dir_a: str | Path, dir_b: str | Path, features: nn.Module, device: torch.device | str = "cpu") -> float:
