@@ -2,6 +2,7 @@
 as a separate process (``python -m flashdiff`` in a subprocess, the smoke run)."""
 
 import csv
+import functools
 import json
 import os
 import subprocess
@@ -14,8 +15,7 @@ from tests.command import command
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
 
 
-def run_cli(*args, module="flashdiff", cwd=None, check=True, env=None):
-    return command(*args, module=module, cwd=cwd, check=check, env=env)
+run_cli = functools.partial(command, check=True)  # a command that must succeed (``check=False`` to inspect a failure)
 
 
 def run_process(*args, cwd=None):

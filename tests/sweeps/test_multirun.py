@@ -9,9 +9,7 @@ from tests.command import command
 
 
 def _flashdiff(*args, cwd, module="flashdiff"):
-    proc = command(*args, module=module, cwd=cwd)
-    if proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    proc = command(*args, module=module, cwd=cwd, check=True)
     return proc.stdout + proc.stderr
 
 
